@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh clone:
+#   make run    # the main job on the offline defaults (creates .venv first if needed)
+#   make test   # the notebook tests and pytest
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is pinned to 2.13.0 so pip takes the local CPU wheel where one is offered (find-links) and never
+# resolves a newer build with its CUDA packages; elsewhere the same pin installs from the registry.
+TORCH ?= torch==2.13.0
+# llama-cpp-python has no wheel: build it portable (no -march=native) so a cached wheel runs on any x86-64 CPU.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export RAGAS_DO_NOT_TRACK ?= true
+STAMP := $(VENV)/.installed
+RUN ?= runs/$(shell date +%Y%m%d-%H%M%S)
+P ?=
+
+.PHONY: install run test clean-nbs export
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install "$(TORCH)" -e ".[local,dev]"
+	touch $(STAMP)
+
+# Each run writes its own folder under runs/; extra papermill parameters: make run P="-p max_chunks 40"
+run: $(STAMP)
+	mkdir -p $(RUN)
+	$(VENV)/bin/papermill nbs/pipelines/finetune.ipynb $(RUN)/finetune.ipynb -p out_dir $(RUN) $(P)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+export: $(STAMP)
+	$(VENV)/bin/nbdev-export
+	$(VENV)/bin/nbdev-clean
