@@ -1,0 +1,52 @@
+"""Question generation through a real OpenAI client against a local stand-in server: retries, resume, parsing."""
+import pytest
+from langchain_openai import ChatOpenAI
+from embedtune.chunk import chunk_documents
+from embedtune.load import demo_corpus
+from embedtune.questions import QUESTION_PROMPT, QuestionCache, generate_questions, model_id, prompt_text
+from stubs import StubOpenAI, serve_openai
+
+
+@pytest.fixture(scope="module")
+def chunks(): return chunk_documents(demo_corpus(["assert", "pass", "del", "global"]))[:6]
+
+
+def client(url): return ChatOpenAI(model="gpt-4o-mini", base_url=url, api_key="test", max_retries=0)
+
+
+def test_transient_errors_are_retried(chunks, tmp_path):
+    stub = StubOpenAI(statuses=[503, 429])
+    with serve_openai(stub) as url:
+        gen = generate_questions(chunks[:1], client(url), 2, cache=QuestionCache(tmp_path/"c.sqlite"), backoff=0.01, progress=False)
+    assert len(stub.requests) == 3 and gen.n_called == 1
+    [qs] = gen.questions.values()
+    assert len(qs) == 2 and qs[1].endswith("e.g. in 3.11?")  # the preamble is dropped, "3.11" survives
+
+
+def test_interrupted_run_resumes_without_repeating_calls(chunks, tmp_path):
+    cache = QuestionCache(tmp_path/"c.sqlite")
+    with serve_openai(StubOpenAI(fail_after=3)) as url:  # the key "expires" after three answers
+        with pytest.raises(RuntimeError, match="rerun to resume"):
+            generate_questions(chunks, client(url), 2, cache=cache, concurrency=1, progress=False)
+    assert len(cache) == 3
+    stub = StubOpenAI()
+    with serve_openai(stub) as url:
+        gen = generate_questions(chunks, client(url), 2, cache=cache, progress=False)
+    assert (gen.n_cached, gen.n_called, len(stub.requests)) == (3, 3, 3)
+    assert list(gen.questions) == [c.metadata["id"] for c in chunks]  # chunk order, whatever the completion order
+
+
+def test_unparseable_reply_is_recorded_not_fatal(chunks, tmp_path):
+    cache, mid = QuestionCache(tmp_path/"c.sqlite"), model_id(client("http://127.0.0.1:9/v1"))
+    cache.put(cache.key(mid, prompt_text(QUESTION_PROMPT), chunks[0].page_content, 2), mid, "\n \n")  # a blank reply
+    with serve_openai(StubOpenAI()) as url:
+        with pytest.warns(UserWarning, match="1 of 2 chunk"):
+            gen = generate_questions(chunks[:2], client(url), 2, cache=cache, progress=False)
+    assert list(gen.failures) == [chunks[0].metadata["id"]] and len(gen.questions) == 1
+
+
+def test_local_model_questions_have_the_right_form(chunks, local_llm, tmp_path):
+    gen = generate_questions(chunks[:2], local_llm, 3, cache=QuestionCache(tmp_path/"c.sqlite"), progress=False)
+    assert len(gen.questions) == 2 and not gen.failures
+    for qs in gen.questions.values():
+        assert 1 <= len(qs) <= 3 and all(q.endswith("?") and not q[:1].isdigit() and q.strip() == q for q in qs)
