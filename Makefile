@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 RUN ?= runs/$(shell date +%Y%m%d-%H%M%S)
 P ?=
 
-.PHONY: install run test clean-nbs export
+.PHONY: install run test export
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest
 
+# After editing notebooks: export the package, clean the notebooks, regenerate README.md from nbs/index.ipynb
 export: $(STAMP)
 	$(VENV)/bin/nbdev-export
 	$(VENV)/bin/nbdev-clean
+	$(PY) tools/make_readme.py

@@ -3,7 +3,7 @@ import subprocess, sys
 from pathlib import Path
 import pytest
 
-NBS = sorted((Path(__file__).resolve().parents[1]/"nbs").glob("[0-9]*.ipynb"))
+NBS = sorted((Path(__file__).resolve().parents[1]/"nbs").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("nb", NBS, ids=lambda p: p.stem)
