@@ -60,7 +60,7 @@ def default_concurrency(llm) -> int:
     "Requests to send at once: 1 for an in-process model, 8 for an API."
     return 1 if is_local(llm) else 8
 
-# %% ../nbs/03_llm.ipynb #16190172
+# %% ../nbs/03_llm.ipynb #9f174a51
 def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, **kwargs):
     "A LangChain `ChatOpenAI`; needs `OPENAI_API_KEY` in the environment (or `base_url` of a compatible server)."
     if not os.environ.get("OPENAI_API_KEY") and not kwargs.get("base_url"):
@@ -70,9 +70,9 @@ def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, **kwargs):
     kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")
     return ChatOpenAI(model=model, temperature=temperature, **kwargs)
 
-def chat_model(name:str="local", **kwargs):
+def chat_model(name:str="local", n_threads:int|None=None, **kwargs):
     "Chat model by name: 'local', a path to a .gguf file, 'auto' (OpenAI if a key is set, else local), or an OpenAI model name."
     if name == "auto": name = "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
-    if name == "local": return local_chat_model(**kwargs)
-    if str(name).endswith(".gguf"): return local_chat_model(model_path=name, **kwargs)
+    if name == "local": return local_chat_model(n_threads=n_threads, **kwargs)
+    if str(name).endswith(".gguf"): return local_chat_model(model_path=name, n_threads=n_threads, **kwargs)
     return openai_chat_model(name, **kwargs)

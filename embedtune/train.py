@@ -72,7 +72,7 @@ def training_args(out_dir, epochs:int=3, batch_size:int=16, lr:float=2e-5, seed:
         batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy="epoch" if evaluate else "no", save_strategy="no",
         logging_strategy="epoch", report_to="none", **kwargs)
 
-# %% ../nbs/05_train.ipynb #dccc4e80
+# %% ../nbs/05_train.ipynb #c625f845
 def fine_tune(model:SentenceTransformer, train:dict, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
               lr:float=2e-5, seed:int=42, dims:list[int]|None=None, **kwargs) -> dict:
     "Fine-tune `model` in place on `train`'s pairs, validate on `val`, save model and card to `out_dir`; returns metrics."
@@ -85,11 +85,11 @@ def fine_tune(model:SentenceTransformer, train:dict, val:dict|None, out_dir, epo
     before = trainer.evaluate() if evaluator else {}
     t = time.time()
     out = trainer.train()
+    secs = time.time() - t
     after = trainer.evaluate() if evaluator else {}
     trainer.save_model(str(out_dir))
     return {"train_pairs": len(pairs), "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
-            "train_loss": out.training_loss, "train_seconds": round(time.time() - t, 2),
-            "pairs_per_second": round(len(pairs) * epochs / (time.time() - t), 2),
+            "train_loss": out.training_loss, "train_seconds": round(secs, 2), "pairs_per_second": round(len(pairs) * epochs / secs, 2),
             "world_size": args.world_size, "val_before": before, "val_after": after}
 
 # %% ../nbs/05_train.ipynb #6f08b268
