@@ -1,33 +1,50 @@
-"""The pipeline notebook run by papermill with tiny parameters, as a batch user would run it."""
+"""The pipeline notebook run by papermill with tiny parameters on a small folder of the user's own documents."""
 import json, subprocess, sys
 from pathlib import Path
 import pytest
 
+VIBE = ["What does a retriever return?"]
+
+
+@pytest.fixture(scope="module")
+def tiny(root):
+    return dict(sources=[str(root/"nbs"/"files")], chunk_size=300, max_train_chunks=8, max_eval_chunks=2, n_questions=2,
+                epochs=1, batch_size=4, eval_corpus="split", rag_k=2, rag_questions=2, ragas_mode="offline", vibe_questions=VIBE)
+
 
 def run_pipeline(root, out, cache, **params):
+    "papermill the pipeline into `out` (parameters as YAML, so lists work); returns its metrics.json."
     out.mkdir(parents=True)
-    exe = Path(sys.executable).parent/"papermill"
-    args = [str(exe), str(root/"nbs/pipelines/finetune.ipynb"), str(out/"finetune.ipynb"), "-p", "out_dir", str(out),
-            "-p", "cache_dir", str(cache)]
-    for k, v in params.items(): args += ["-p", k, str(v)]
+    args = [str(Path(sys.executable).parent/"papermill"), str(root/"nbs/pipelines/finetune.ipynb"), str(out/"finetune.ipynb")]
+    for k, v in {**params, "out_dir": str(out), "cache_dir": str(cache)}.items(): args += ["-y", f"{k}: {json.dumps(v)}"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return json.loads((out/"metrics.json").read_text())
 
 
-def test_pipeline_writes_seed_format_datasets(root, tmp_path):
-    m = run_pipeline(root, tmp_path/"a", tmp_path/"cache", max_train_chunks=3, max_eval_chunks=1, n_questions=2)
+def test_pipeline_end_to_end(root, tmp_path, tiny):
+    m = run_pipeline(root, tmp_path/"a", tmp_path/"cache", **tiny)
     out = tmp_path/"a"
-    assert json.loads((out/"params.json").read_text())["max_train_chunks"] == 3
-    for split, asked in [("train", 3), ("val", 1), ("test", 1)]:
+    assert json.loads((out/"params.json").read_text())["chunk_size"] == 300
+    asked = {"train": 8, "val": 2, "test": 2}
+    for split in ("train", "val", "test"):
         ds = json.loads((out/f"{split}_dataset.json").read_text())
         assert set(ds) == {"questions", "relevant_contexts", "corpus"}
-        assert len({c for cs in ds["relevant_contexts"].values() for c in cs}) == asked
+        assert len({c for cs in ds["relevant_contexts"].values() for c in cs}) == asked[split] == m["datasets"][split]["LLM calls"]
         assert all(cs[0] in ds["corpus"] for cs in ds["relevant_contexts"].values())
-        assert m["datasets"][split]["LLM calls"] == asked
     ids = [set(json.loads((out/f"{s}_dataset.json").read_text())["corpus"]) for s in ("train", "val", "test")]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    # the model with its card, the retrieval table with a row per Matryoshka size, and the RAG comparison
+    assert (out/"model"/"README.md").exists() and (out/"retrieval.png").stat().st_size > 0 and (out/"ragas.png").stat().st_size > 0
+    assert m["training"]["dims"] == [384, 256, 128, 64] and m["training"]["train_pairs"] == m["datasets"]["train"]["questions"]
+    assert list(m["retrieval"]) == ["base", "fine-tuned", "fine-tuned @256", "fine-tuned @128", "fine-tuned @64"]
+    assert all(0 <= r["ndcg@10"] <= 1 and 0 <= r["hit_rate@5"] <= 1 for r in m["retrieval"].values())
+    assert m["verdict"] in ("better", "NOT better") and m["peak_memory_gb"] > 0
+    assert [row["question"] for row in m["vibe_check"]] == VIBE and all(row["base"] and row["fine-tuned"] for row in m["vibe_check"])
+    assert (m["rag"]["mode"], m["rag"]["k"], m["rag"]["questions"], list(m["rag"]["ragas"])) == ("offline", 2, 2, ["base", "fine-tuned"])
+    assert {"id_based_context_recall", "id_based_context_precision"} <= set(m["rag"]["ragas"]["base"])
 
     # A second run with other parameters: no edit to the notebook, and the shared cache answers what it already knows.
-    m2 = run_pipeline(root, tmp_path/"b", tmp_path/"cache", max_train_chunks=4, max_eval_chunks=1, n_questions=2)
-    assert m2["datasets"]["train"]["from cache"] == 3 and m2["datasets"]["train"]["LLM calls"] == 1
+    m2 = run_pipeline(root, tmp_path/"b", tmp_path/"cache", **{**tiny, "max_train_chunks": 10, "epochs": 2, "rag": False})
+    assert (m2["datasets"]["train"]["from cache"], m2["datasets"]["train"]["LLM calls"]) == (8, 2)
+    assert m2["training"]["epochs"] == 2 and "rag" not in m2
