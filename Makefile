@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh clone:
 #   make run    # the main job on the offline defaults (creates .venv first if needed)
 #   make test   # the notebook tests and pytest
+#   make docs   # the documentation site, offline, into _site/
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ STAMP := $(VENV)/.installed
 RUN ?= runs/$(shell date +%Y%m%d-%H%M%S)
 P ?=
 
-.PHONY: install run test export
+.PHONY: install run test export docs
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -37,3 +38,7 @@ export: $(STAMP)
 	$(VENV)/bin/nbdev-export
 	$(VENV)/bin/nbdev-clean
 	$(PY) tools/make_readme.py
+
+# The docs site without Quarto: _site/. `make docs DOCS_RUN=runs/<id>` also shows that run's outputs on the tutorial page
+docs: $(STAMP)
+	VENV=$(VENV) bash tools/build_docs.sh $(if $(DOCS_RUN),--run $(DOCS_RUN))

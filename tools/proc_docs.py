@@ -1,0 +1,163 @@
+"""Process the notebooks into `_proc/` for the docs, as `nbdev-proc-nbs` does, then adapt `_proc/` to smalldocs.
+
+Usage (from anywhere): `.venv/bin/python tools/proc_docs.py [--run runs/<id>]`; `tools/build_docs.sh` calls it.
+
+Differences from `nbdev-proc-nbs`, all on purpose:
+- it never tries to install Quarto (`nbdev-proc-nbs` runs nbdev's Quarto installer when `quarto` is missing);
+- it runs in one process, one notebook at a time (modest CPU), and always from scratch;
+- to render the API docs, nbdev executes the exported cells, the `show_doc` cells and every cell that contains an
+  import. A test cell that mixes imports with other code (nbdev warns about those: "See FAQ") would then run without
+  the cells it depends on, or do real work (with stock nbdev, 08_ragas fails with a NameError and 00_core with an
+  HTTP 404, since nbdev runs them from the repository root): such cells are skipped here. Exported cells,
+  `show_doc` cells, `#| exec_doc` cells and cells made of imports alone are executed: that is what the API docs need;
+- it keeps `nbs/sidebar.yml` as written (nbdev's generated sidebar would replace it unless
+  `custom_sidebar = true`), and refreshes `nbs/nbdev.yml` from `pyproject.toml` as `nbdev-docs` does.
+
+Adaptations of `_proc/` for smalldocs, which Quarto does not need:
+- smalldocs ignores `output-file`, so `00_core.ipynb` would become `00_core.html` while nbdev's doc links and
+  Quarto use `core.html`: each notebook is renamed to its `output-file` and the references to it in the YAML
+  files and in Markdown links are rewritten;
+- keys that only Quarto reads (`format.commonmark`, `keep-md`, `format-links`) are dropped from the copies in
+  `_proc/`, so that `smalldocs render --strict` fails on any other warning.
+
+`--run runs/<id>`: show the outputs of a finished `make run` on the tutorial page. The run's executed copy of
+`pipelines/finetune.ipynb` replaces the outputless one (nothing is executed); the run must have been made from the
+current notebook (same code cells), else this fails.
+"""
+import argparse, ast, json, os, re, sys, warnings
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = Path("pipelines/finetune.ipynb")
+
+
+def patch_eval():
+    "Make nbdev execute only exported, `show_doc`, `exec_doc` and import-only cells while processing."
+    import nbdev.processors as procs
+    nb_do_eval = procs._do_eval
+
+    def only_imports(cell):
+        trees = cell.parsed_() or []
+        return bool(trees) and all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees)
+
+    def do_eval(cell):
+        if not nb_do_eval(cell): return False
+        if cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: return True
+        return bool(procs._show_docs(cell.parsed_())) or only_imports(cell)
+
+    procs._do_eval = do_eval
+    warnings.filterwarnings("ignore", message="Found cells containing imports and other code")
+
+
+def code_sources(nb: dict) -> list[str]:
+    "The code cells of a notebook, without papermill's injected parameters."
+    return [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).strip()
+            for c in nb["cells"] if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def use_run(run: Path, nbs: Path, proc: Path):
+    "Process the executed pipeline notebook of `run` into `_proc/` in place of the outputless one."
+    from fastcore.nbio import read_nb, write_nb
+    from nbdev.processors import FilterDefaults
+    src = run/PIPELINE.name
+    if not src.exists(): sys.exit(f"proc_docs: {src} not found: give a folder written by `make run`")
+    ran, current = (json.loads(p.read_text(encoding="utf-8")) for p in (src, nbs/PIPELINE))
+    if code_sources(ran) != code_sources(current):
+        sys.exit(f"proc_docs: {src} was run from another version of nbs/{PIPELINE}: run `make run` again")
+    nb = read_nb(src)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    FilterDefaults()(nb)
+    write_nb(nb, proc/PIPELINE)
+    print(f"proc_docs: the tutorial page shows the outputs of {src}", file=sys.stderr)
+
+
+def frontmatter(nb: dict) -> tuple[dict, dict | None]:
+    "The YAML front matter of a processed notebook (nbdev puts it in the first raw cell), and that cell."
+    c = nb["cells"][0] if nb["cells"] else None
+    src = "".join(c["source"]) if c and isinstance(c["source"], list) else (c or {}).get("source", "")
+    m = re.match(r"^---\n(.*?)\n---", src, re.S) if c and c["cell_type"] == "raw" else None
+    return (yaml.safe_load(m.group(1)) or {}, c) if m else ({}, None)
+
+
+def rename_to_output_files(proc: Path) -> dict[str, str]:
+    "Rename each processed notebook to its `output-file` (`00_core.ipynb` -> `core.ipynb`); drop the key."
+    renames = {}
+    for p in sorted(proc.rglob("*.ipynb")):
+        if any(part.startswith(("_", ".")) for part in p.relative_to(proc).parts): continue
+        nb = json.loads(p.read_text(encoding="utf-8"))
+        fm, cell = frontmatter(nb)
+        if "output-file" not in fm: continue
+        out = Path(fm.pop("output-file"))
+        cell["source"] = "---\n" + yaml.safe_dump(fm, allow_unicode=True, sort_keys=False) + "---\n\n"
+        new = p.with_name(out.with_suffix(".ipynb").name)
+        if new != p and new.exists(): sys.exit(f"proc_docs: {p} and {new} would both become {out}")
+        p.unlink()
+        new.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
+        if new != p: renames[p.relative_to(proc).as_posix()] = new.relative_to(proc).as_posix()
+    return renames
+
+
+def rewrite_yaml(path: Path, renames: dict[str, str], drop=()):
+    "Point the entries of a YAML config at the renamed notebooks; drop the dotted keys in `drop`."
+    if not path.exists(): return
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    def walk(o):
+        if isinstance(o, dict): return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, list): return [walk(v) for v in o]
+        return renames.get(o, o) if isinstance(o, str) else o
+    cfg = walk(cfg)
+    for key in drop:
+        *parents, last = key.split(".")
+        d = cfg
+        for k in parents: d = d.get(k) if isinstance(d, dict) else None
+        if isinstance(d, dict): d.pop(last, None)
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def rewrite_md_links(proc: Path, renames: dict[str, str]):
+    "Rewrite Markdown links to renamed notebooks (`](00_core.ipynb#x)` -> `](core.ipynb#x)`), relative to each page."
+    for p in proc.rglob("*.ipynb"):
+        if any(part.startswith(("_", ".")) for part in p.relative_to(proc).parts): continue
+        nb, changed = json.loads(p.read_text(encoding="utf-8")), False
+        here = p.parent.relative_to(proc)
+        def fix(m):
+            target = (here/m.group(2)).as_posix()
+            target = re.sub(r"(^|/)\./", r"\1", target)
+            new = renames.get(target)
+            if not new: return m.group(0)
+            rel = Path(os.path.relpath(proc/new, p.parent)).as_posix()
+            return f"{m.group(1)}{rel}{m.group(3)}"
+        for c in nb["cells"]:
+            if c["cell_type"] != "markdown": continue
+            src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            new = re.sub(r"(\]\()([^)#\s]+\.ipynb)([#)\s])", fix, src)
+            if new != src: c["source"], changed = new, True
+        if changed: p.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, help="a `make run` folder whose executed tutorial notebook to show")
+    args = ap.parse_args()
+    run = args.run.resolve() if args.run else None
+    os.chdir(ROOT)
+    patch_eval()
+    from nbdev.config import get_config
+    from nbdev.quarto import refresh_quarto_yml
+    from nbdev.serve import proc_nbs
+    nbs = get_config().nbs_path
+    refresh_quarto_yml()  # nbs/nbdev.yml: title, site-url, repo-url, output-dir, from pyproject.toml
+    proc = proc_nbs(n_workers=0, force=True)
+    if run: use_run(run, nbs, proc)
+    renames = rename_to_output_files(proc)
+    rewrite_yaml(proc/"_quarto.yml", renames, drop=("format.commonmark", "format.html.keep-md"))
+    rewrite_yaml(proc/"sidebar.yml", renames)
+    rewrite_yaml(proc/"nbdev.yml", renames, drop=("format-links",))
+    rewrite_md_links(proc, renames)
+    print(f"proc_docs: processed the notebooks into {proc.relative_to(ROOT)}/", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
