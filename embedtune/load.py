@@ -13,7 +13,7 @@ from langchain_core.documents import Document
 from . import __version__
 
 # %% auto #0
-__all__ = ['LOADERS', 'demo_corpus', 'load_file', 'load_folder', 'is_url', 'load_url', 'load_documents']
+__all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'load_file', 'load_folder', 'is_url', 'load_url', 'load_documents']
 
 # %% ../nbs/01_load.ipynb #29f6ecc8
 def _tidy(text:str) -> str:
@@ -99,7 +99,9 @@ def load_url(url:str, timeout:float=30) -> list[Document]:
     if not any(d.page_content for d in docs): raise ValueError(f"{url} has no text: is it a page that needs JavaScript?")
     return docs
 
-# %% ../nbs/01_load.ipynb #68c9566b
+# %% ../nbs/01_load.ipynb #02386e2b
+SEED_URLS = ["https://simonwillison.net/2023/Dec/31/ai-in-2023/", "https://simonwillison.net/2024/Dec/31/llms-in-2024/"]
+
 def load_documents(sources) -> list[Document]:
     "Load a file, folder or URL, or a list mixing them, into `Document`s."
     if isinstance(sources, (str, Path)): sources = [sources]
