@@ -3,8 +3,9 @@
     .venv/bin/python bench/generation.py --chunks 30
 
 Both sides use one loaded Llama instance, the same prompt, grammar and decoding parameters; embedtune's side runs
-its full path (asyncio, thread executor, SQLite cache in a fresh temporary file, parsing). The two alternate for
-`--rounds` rounds and the best time of each is reported, so a busy moment on the machine does not decide the result.
+its full path (asyncio, its model thread, SQLite cache in a fresh temporary file, parsing). The machine's speed drifts
+by ±10 % over minutes (measured), as much as the difference being measured, so each side does all chunks in turn
+and the order alternates from round to round (ABBA...); the times are summed over `--rounds` rounds.
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -31,20 +32,19 @@ def main(n_chunks=30, n_questions=2, rounds=2, threads=None):
     llm = local_chat_model(n_threads=threads)
     params = {**llm._get_parameters(None), **call_kwargs(llm, n_questions)}
     plain_loop(llm.client, chunks[:1], n_questions, params)  # warm-up
-    best = {"plain llama.cpp loop": float("inf"), "embedtune": float("inf")}
+    secs, base, ours = {"plain llama.cpp loop": 0.0, "embedtune": 0.0}, {}, {}
     for r in range(rounds):
-        t = time.perf_counter(); base = plain_loop(llm.client, chunks, n_questions, params)
-        best["plain llama.cpp loop"] = min(best["plain llama.cpp loop"], time.perf_counter() - t)
         cache = QuestionCache(Path(tempfile.mkdtemp())/"replies.sqlite")
-        t = time.perf_counter(); gen = generate_questions(chunks, llm, n_questions, cache=cache, progress=False)
-        best["embedtune"] = min(best["embedtune"], time.perf_counter() - t)
-        assert gen.n_called == len(chunks)
-    n_q = sum(map(len, gen.questions.values()))
-    same = sum(base[k] == gen.questions.get(k) for k in base)
-    print(f"{len(chunks)} chunks, {n_questions} questions asked per chunk, {llm.n_threads} threads, best of {rounds} rounds")
-    print(f"identical questions on both sides: {same}/{len(chunks)} chunks; {n_q} questions in all")
-    for name, s in best.items(): print(f"{name:>22}: {s:7.2f} s  {n_q / s:5.2f} questions/s  {s / len(chunks):5.2f} s/chunk")
-    overhead = best["embedtune"] / best["plain llama.cpp loop"] - 1
+        sides = [("plain llama.cpp loop", lambda: base.update(plain_loop(llm.client, chunks, n_questions, params))),
+                 ("embedtune", lambda: ours.update(generate_questions(chunks, llm, n_questions, cache=cache, progress=False).questions))]
+        for name, run in (sides if r % 2 == 0 else sides[::-1]):
+            t = time.perf_counter(); run(); secs[name] += time.perf_counter() - t
+    n_q = sum(map(len, ours.values())) * rounds
+    same = sum(base[k] == ours.get(k) for k in base)
+    print(f"{len(chunks)} chunks x {rounds} rounds (ABBA), {n_questions} questions asked per chunk, {llm.n_threads} threads")
+    print(f"identical questions on both sides: {same}/{len(chunks)} chunks; {n_q} questions per side in all")
+    for name, s in secs.items(): print(f"{name:>22}: {s:7.2f} s  {n_q / s:5.2f} questions/s  {s / len(chunks) / rounds:5.2f} s/chunk")
+    overhead = secs["embedtune"] / secs["plain llama.cpp loop"] - 1
     print(f"embedtune overhead: {overhead:+.1%} (target: at most +10%)")
     return overhead
 
