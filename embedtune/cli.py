@@ -70,7 +70,7 @@ def run_pipeline(params:dict|None=None, runs_dir="runs", out_dir=None, progress:
                         f"What was done is in {out} (the executed notebook shows the error in place).") from None
     return out
 
-# %% ../nbs/09_cli.ipynb #da010307
+# %% ../nbs/09_cli.ipynb #0c718cb8
 def grid_runs(grid:dict[str, list], fixed:dict|None=None) -> list[dict]:
     "Every combination of `grid`'s values, each merged over `fixed`."
     keys = list(grid)
@@ -85,7 +85,7 @@ def sweep_table(folders:list, metric:str="ndcg@10") -> pd.DataFrame:
         if "retrieval" not in m: continue
         rows.append({"run": f.name, **m["params"], **{f"{r} {metric}": v[metric] for r, v in m["retrieval"].items()}})
     df = pd.DataFrame(rows).set_index("run")
-    varying = [c for c in df.columns if not c.endswith(metric) and df[c].astype(str).nunique() > 1]
+    varying = [c for c in df.columns if not c.endswith(metric) and c != "out_dir" and df[c].astype(str).nunique() > 1]
     return df[varying + [c for c in df.columns if c.endswith(metric)]]
 
 def plot_sweep(df:pd.DataFrame, metric:str="ndcg@10"):
@@ -93,18 +93,21 @@ def plot_sweep(df:pd.DataFrame, metric:str="ndcg@10"):
     import matplotlib.pyplot as plt
     cols = [c for c in df.columns if c.endswith(metric)]
     ax = df[cols].rename(columns=lambda c: c[: -len(metric) - 1]).plot.bar(figsize=(max(6, 1.5 * len(df)), 4), rot=15, ylim=(0, 1.05))
-    ax.set_ylabel(metric); ax.set_title(f"{metric} on each run's test split"); ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel(metric); ax.set_title(f"{metric} on each run's test split"); ax.set_xlabel("")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     plt.tight_layout()
     return ax.figure
 
-# %% ../nbs/09_cli.ipynb #3f075571
+# %% ../nbs/09_cli.ipynb #9857e116
 def run_sweep(grid:dict[str, list], fixed:dict|None=None, runs_dir="runs", progress:bool=True) -> Path:
     "Run every combination of `grid`; write `sweep.csv`, `sweep.json` and `sweep.png` to a new sweep folder."
     folder = Path(runs_dir)/f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     done, failed = [], []
-    for i, params in enumerate(grid_runs(grid, fixed)):
-        print(f"[{i + 1}/{len(grid_runs(grid, fixed))}] {params}", file=sys.stderr)
-        try: done.append(run_pipeline(params, runs_dir=folder, progress=progress))
+    runs, varied = grid_runs(grid, fixed), [k for k, v in grid.items() if len(v) > 1]
+    for i, params in enumerate(runs):
+        name = f"{i + 1:02d}_" + re.sub(r"[^A-Za-z0-9=.,_-]+", "-", "_".join(f"{k}={params[k]}" for k in varied))[:80]
+        print(f"[{i + 1}/{len(runs)}] {name}", file=sys.stderr)
+        try: done.append(run_pipeline(params, out_dir=folder/name, progress=progress))
         except RunFailed as e: failed.append(str(e)); print(e, file=sys.stderr)
     if not done: raise RunFailed(f"No run of the sweep finished; see {folder}.")
     df = sweep_table(done)

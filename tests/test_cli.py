@@ -20,8 +20,9 @@ def test_sweep_writes_one_table_for_all_runs(tmp_path):
     assert [row["epochs"] for row in rows] == ["1", "2"]
     assert {"base ndcg@10", "fine-tuned ndcg@10", "fine-tuned @64 ndcg@10"} <= set(rows[0])
     assert (sweep/"sweep.png").stat().st_size > 0 and json.loads((sweep/"sweep.json").read_text())["failed"] == []
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(runs) == 2 and all((p/"metrics.json").exists() for p in runs)
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert runs == ["01_epochs=1", "02_epochs=2"] and all((sweep/r/"metrics.json").exists() for r in runs)
+    assert list(rows[0])[:2] == ["run", "epochs"]  # the one parameter that varies comes first, then the scores
 
 
 def test_bad_parameter_is_refused_before_running(tmp_path):
