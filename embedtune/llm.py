@@ -47,7 +47,7 @@ def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
     os.replace(tmp, out)
     return out
 
-# %% ../nbs/03_llm.ipynb #a50c5564
+# %% ../nbs/03_llm.ipynb #1b1f109d
 _on_worker = threading.local()
 
 class LocalChat(ChatLlamaCpp):
@@ -59,7 +59,8 @@ class LocalChat(ChatLlamaCpp):
         if getattr(_on_worker, "model", None) is self: return run(*args, **kwargs)
         def call():
             _on_worker.model = self
-            return run(*args, **kwargs)
+            try: return run(*args, **kwargs)
+            finally: _on_worker.model = None  # hold no reference: a deleted model must free its memory
         return self._worker.submit(call).result()
 
 # %% ../nbs/03_llm.ipynb #8d76af0c
