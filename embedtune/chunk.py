@@ -19,10 +19,12 @@ def chunk_id(doc:Document) -> str:
     "Stable id of a chunk: a hash of its source and its text."
     return stable_hash(doc.metadata.get("source", ""), doc.page_content)
 
-def chunk_documents(docs:list[Document], chunk_size:int=750, chunk_overlap:int=20) -> list[Document]:
-    "Split `docs` into chunks of at most `chunk_size` characters, each with `metadata['id']`."
+def chunk_documents(docs:list[Document], chunk_size:int=750, chunk_overlap:int=20, tokenizer=None) -> list[Document]:
+    "Split `docs` into chunks of at most `chunk_size` characters (tokens of `tokenizer` if given), each with `metadata['id']`."
     if chunk_overlap >= chunk_size: raise ValueError(f"chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size}).")
-    splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, length_function=len, add_start_index=True)
+    kw = dict(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
+    splitter = (RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tokenizer, **kw) if tokenizer is not None
+                else RecursiveCharacterTextSplitter(length_function=len, **kw))
     chunks = splitter.split_documents(docs)
     for c in chunks: c.metadata["id"] = chunk_id(c)
     return chunks
