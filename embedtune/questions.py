@@ -17,10 +17,10 @@ from .core import cache_dir, stable_hash, save_json, load_json
 from .llm import is_local, default_concurrency
 
 # %% auto #0
-__all__ = ['QUESTION_PROMPT', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'prompt_text', 'parse_questions', 'numbered_grammar',
-           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'ainvoke_retrying', 'Generated',
-           'agenerate_questions', 'generate_questions', 'build_dataset', 'write_dataset', 'read_dataset', 'to_pairs',
-           'make_datasets']
+__all__ = ['QUESTION_PROMPT', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'prompt_text', 'style_prompt', 'query_ending',
+           'query_length', 'parse_questions', 'numbered_grammar', 'call_kwargs', 'model_id', 'QuestionCache',
+           'is_transient', 'ainvoke_retrying', 'Generated', 'agenerate_questions', 'generate_questions',
+           'build_dataset', 'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
 QUESTION_PROMPT = ChatPromptTemplate.from_messages([
@@ -33,6 +33,40 @@ QUESTION_PROMPT = ChatPromptTemplate.from_messages([
 def prompt_text(prompt:ChatPromptTemplate) -> str:
     "The template text of `prompt`'s messages, for cache keys."
     return "\n".join(f"{m.__class__.__name__}: {m.prompt.template}" for m in prompt.messages)
+
+# %% ../nbs/04_questions.ipynb #dc633d94
+def _braces(s:str) -> str: return s.replace("{", "{{").replace("}", "}}")
+def _queries(examples) -> list[str]: return [" ".join((e if isinstance(e, str) else e[0]).split()) for e in examples or []]
+
+_STYLE_SYSTEM = ("You write search queries for testing a retrieval system. Every query must be about the given passage, "
+                 "be specific to it, and make sense to a reader who has not seen it. Write them in the same style as "
+                 "these real queries (their form, length and wording):\n")
+_STYLE_HUMAN = ("Passage:\n{context}\n\nWrite {n_questions} different queries like the examples, each answered by this "
+                "passage. Number them 1., 2., and so on, one per line, with nothing else.")
+
+def style_prompt(examples:list) -> ChatPromptTemplate:
+    "A prompt asking for queries in the style of real `examples`: queries, or (query, passage) pairs shown as worked examples."
+    queries = _queries(examples)
+    if not any(queries): raise ValueError("style_prompt needs at least one example query, e.g. three real queries from your users.")
+    shots = "\n".join(f"- {_braces(q)}" for q in queries if q)
+    turns = []
+    for e in examples:
+        if isinstance(e, str): continue
+        q, passage = e
+        turns += [("human", _braces(_STYLE_HUMAN.format(context=passage, n_questions=1))), ("ai", _braces(f"1. {' '.join(q.split())}"))]
+    return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", _STYLE_HUMAN)])
+
+def query_ending(examples:list|None) -> str:
+    "'?' or '.' when most `examples` end with it, else '' (no examples: questions, '?')."
+    if not examples: return "?"
+    ends = [q[-1:] for q in _queries(examples) if q]
+    for end in "?.":
+        if ends.count(end) * 2 > len(ends): return end
+    return ""
+
+def query_length(examples:list|None, default:int=200) -> int:
+    "Longest query the grammar allows: 1.5 times the longest example (at least 40 characters), or `default`."
+    return max(40, int(1.5 * max(map(len, _queries(examples))))) if examples else default
 
 # %% ../nbs/04_questions.ipynb #131de309
 _numbering = re.compile(r"^\s*[*_]*\s*(?:(?:q(?:uestion)?\s*#?\s*)?\d{1,3}\s*[.):]|[-*•])[*_]*\s+", re.I)
@@ -49,16 +83,17 @@ def parse_questions(text:str, n:int) -> list[str]:
     return out[:n]
 
 # %% ../nbs/04_questions.ipynb #89f9abd8
-def numbered_grammar(n:int) -> str:
-    "GBNF grammar for exactly `n` lines '1. …?', '2. …?'."
+def numbered_grammar(n:int, end:str="?", length:int=200) -> str:
+    "GBNF grammar for exactly `n` lines '1. …', '2. …', each ending in `end` ('?', '.' or '' for any), at most `length` characters."
     lines = " \"\\n\" ".join(f'"{i}. " q' for i in range(1, n + 1))
-    return f'root ::= {lines}\nq ::= [^\\n?*# ] [^\\n?]{{2,200}} "?"\n'
+    if not end: return f'root ::= {lines}\nq ::= [^\\n*#" ] [^\\n]{{2,{length}}}\n'
+    return f'root ::= {lines}\nq ::= [^\\n?*#" ] [^\\n?]{{2,{length}}} "{end}"\n'
 
-def call_kwargs(llm, n:int) -> dict:
+def call_kwargs(llm, n:int, end:str="?", length:int=200) -> dict:
     "Extra arguments for `llm` calls that force the numbered format (llama.cpp grammar) when the model supports it."
     if not is_local(llm): return {}
     from llama_cpp import LlamaGrammar
-    return {"grammar": LlamaGrammar.from_string(numbered_grammar(n), verbose=False), "max_tokens": 80 * n}
+    return {"grammar": LlamaGrammar.from_string(numbered_grammar(n, end, length), verbose=False), "max_tokens": 80 * n}
 
 # %% ../nbs/04_questions.ipynb #6866e0b2
 def model_id(llm) -> str:
@@ -117,14 +152,14 @@ class Generated:
                 f"{self.n_called} calls, {self.n_cached} cached)")
 
 # %% ../nbs/04_questions.ipynb #7469fe51
-async def agenerate_questions(chunks:list[Document], llm, n_questions:int=2, prompt:ChatPromptTemplate=QUESTION_PROMPT,
-                              cache:QuestionCache|None|bool=None, concurrency:int|None=None, retries:int=4,
+async def agenerate_questions(chunks:list[Document], llm, n_questions:int=2, prompt:ChatPromptTemplate|None=None,
+                              examples:list[str]|None=None, cache:QuestionCache|None|bool=None, concurrency:int|None=None, retries:int=4,
                               backoff:float=1.0, progress:bool=True) -> Generated:
-    "Ask `llm` for `n_questions` questions about each chunk; replies are cached (`cache=False` to disable)."
+    "Ask `llm` for `n_questions` queries about each chunk (in the style of `examples` if given); replies are cached."
     if not isinstance(n_questions, int) or n_questions < 1: raise ValueError(f"n_questions must be a whole number >= 1, got {n_questions!r}.")
     if cache is None or cache is True: cache = QuestionCache()
-    use = cache is not False
-    sem, kw = asyncio.Semaphore(concurrency or default_concurrency(llm)), call_kwargs(llm, n_questions)
+    use, prompt = cache is not False, prompt or (style_prompt(examples) if examples else QUESTION_PROMPT)
+    sem, kw = asyncio.Semaphore(concurrency or default_concurrency(llm)), call_kwargs(llm, n_questions, query_ending(examples), query_length(examples))
     mid, ptext, res = model_id(llm), prompt_text(prompt), Generated()
     async def one(c):
         key = cache.key(mid, ptext, c.page_content, n_questions) if use else None

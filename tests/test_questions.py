@@ -50,3 +50,16 @@ def test_local_model_questions_have_the_right_form(chunks, local_llm, tmp_path):
     assert len(gen.questions) == 2 and not gen.failures
     for qs in gen.questions.values():
         assert 1 <= len(qs) <= 3 and all(q.endswith("?") and not q[:1].isdigit() and q.strip() == q for q in qs)
+
+
+def test_example_queries_set_the_style_and_the_cache_key(chunks, tmp_path):
+    "Promptagator-style: the user's real queries reach the model (and high concurrency goes to an OpenAI-compatible server)."
+    claims = ["Aspirin lowers the risk of a second stroke.", "Vitamin D has no effect on bone density."]
+    cache, stub = QuestionCache(tmp_path/"c.sqlite"), StubOpenAI()
+    with serve_openai(stub) as url:
+        gen = generate_questions(chunks[:3], client(url), 2, examples=claims, cache=cache, concurrency=16, progress=False)
+        again = generate_questions(chunks[:3], client(url), 2, cache=cache, progress=False)  # no examples: another prompt
+    assert gen.n_called == 3 and again.n_called == 3 and len(cache) == 6
+    system = [m for m in stub.requests[0]["messages"] if m["role"] == "system"][0]["content"]
+    assert all(f"- {c}" in system for c in claims) and "same style" in system
+    assert "Aspirin" not in str(stub.requests[-1]["messages"])
