@@ -18,12 +18,13 @@ __all__ = ['hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'c
            'retrieval_metrics', 'compare_retrievers', 'plot_retrievers']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
-def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None):
+def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
     "LangChain embeddings for a sentence-transformers model id or folder (None: the packaged all-MiniLM-L6-v2)."
     from langchain_huggingface import HuggingFaceEmbeddings
     enc = {"normalize_embeddings": True, "batch_size": batch_size}
     emb = HuggingFaceEmbeddings(model_name=base_model_path(model), encode_kwargs=enc,
                                 model_kwargs={"device": device} if device else {})
+    if max_seq_length: emb._client.max_seq_length = max_seq_length
     if "query" in (emb._client.prompts or {}): emb.query_encode_kwargs = {**enc, "prompt_name": "query"}
     return emb
 

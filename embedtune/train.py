@@ -9,16 +9,19 @@ from __future__ import annotations
 import os, time
 from importlib.resources import files
 from pathlib import Path
+import numpy as np
+from datasets import Dataset
 from sentence_transformers import (SentenceTransformer, SentenceTransformerModelCardData, SentenceTransformerTrainer,
                                    SentenceTransformerTrainingArguments)
 from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
+from sentence_transformers.util import mine_hard_negatives
 from .questions import to_pairs
 
 # %% auto #0
-__all__ = ['OFFLINE_BASE_MODEL', 'base_model_path', 'load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator',
-           'training_args', 'fine_tune', 'push_model']
+__all__ = ['OFFLINE_BASE_MODEL', 'base_model_path', 'load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator', 'source_ranks',
+           'round_trip', 'hard_negatives', 'training_args', 'fine_tune', 'recommend', 'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
 OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds
@@ -43,10 +46,11 @@ def matryoshka_dims(dim:int, ladder=(768, 512, 256, 128, 64)) -> list[int]:
     return [dim] + [d for d in ladder if d < dim]
 
 # %% ../nbs/05_train.ipynb #4e38adcb
-def build_loss(model:SentenceTransformer, dims:list[int]|None=None) -> MatryoshkaLoss:
-    "MultipleNegativesRankingLoss wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims` of the model)."
+def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:SentenceTransformer|None=None) -> MatryoshkaLoss:
+    "MNRL (or GISTEmbedLoss with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`)."
     dims = dims or matryoshka_dims(model.get_embedding_dimension())
-    return MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=dims)
+    inner = GISTEmbedLoss(model, guide) if guide is not None else MultipleNegativesRankingLoss(model)
+    return MatryoshkaLoss(model, inner, matryoshka_dims=dims)
 
 # %% ../nbs/05_train.ipynb #214b3f5c
 def ir_evaluator(ds:dict, name:str="val", truncate_dim:int|None=None, **kwargs) -> InformationRetrievalEvaluator:
@@ -54,6 +58,35 @@ def ir_evaluator(ds:dict, name:str="val", truncate_dim:int|None=None, **kwargs) 
     rel = {q: set(cs) for q, cs in ds["relevant_contexts"].items()}
     return InformationRetrievalEvaluator(ds["questions"], ds["corpus"], rel, name=name, truncate_dim=truncate_dim,
                                          write_csv=False, **kwargs)
+
+# %% ../nbs/05_train.ipynb #8e4ac02b
+def source_ranks(ds:dict, model:SentenceTransformer, batch_size:int=32) -> dict[str, int]:
+    "Rank (1 = first) that `model` gives each question's own chunk among all of `ds`'s chunks."
+    qids, cids = list(ds["questions"]), list(ds["corpus"])
+    Q = model.encode_query([ds["questions"][q] for q in qids], batch_size=batch_size, normalize_embeddings=True)
+    C = model.encode_document([ds["corpus"][c] for c in cids], batch_size=batch_size, normalize_embeddings=True)
+    S, col = Q @ C.T, {c: i for i, c in enumerate(cids)}
+    best = [max(S[i, col[c]] for c in ds["relevant_contexts"][q]) for i, q in enumerate(qids)]
+    return {q: int((S[i] > best[i]).sum()) + 1 for i, q in enumerate(qids)}
+
+def round_trip(ds:dict, model:SentenceTransformer, k:int=1, batch_size:int=32) -> tuple[dict, int]:
+    "`ds` keeping only questions whose chunk `model` ranks in the top `k`, and the number dropped."
+    ranks = source_ranks(ds, model, batch_size)
+    keep = [q for q, r in ranks.items() if r <= k]
+    kept = {"questions": {q: ds["questions"][q] for q in keep},
+            "relevant_contexts": {q: ds["relevant_contexts"][q] for q in keep}, "corpus": ds["corpus"]}
+    return kept, len(ranks) - len(keep)
+
+# %% ../nbs/05_train.ipynb #edb61499
+def hard_negatives(pairs:Dataset, model:SentenceTransformer, corpus:list[str]|None=None, range_min:int=10,
+                   range_max:int=50, margin:float=0.05, seed:int=42, batch_size:int=32) -> Dataset:
+    "(anchor, positive, negative) triplets: one negative per pair from `corpus`, ranked by `model` in the window, below the margin."
+    import random
+    n = len(set(corpus or []) | set(pairs["positive"]))
+    if n < range_max: range_min, range_max = range_min * n // range_max, n  # a small corpus: the same window, scaled down
+    random.seed(seed)  # mine_hard_negatives samples with the `random` module
+    return mine_hard_negatives(pairs, model, corpus=corpus, range_min=range_min, range_max=range_max, relative_margin=margin,
+                               num_negatives=1, sampling_strategy="random", batch_size=batch_size, verbose=False)
 
 # %% ../nbs/05_train.ipynb #776f2170
 def _distributed_cpu() -> dict:
@@ -73,12 +106,12 @@ def training_args(out_dir, epochs:int=3, batch_size:int=16, lr:float=2e-5, seed:
         logging_strategy="epoch", report_to="none", **kwargs)
 
 # %% ../nbs/05_train.ipynb #c625f845
-def fine_tune(model:SentenceTransformer, train:dict, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
-              lr:float=2e-5, seed:int=42, dims:list[int]|None=None, **kwargs) -> dict:
-    "Fine-tune `model` in place on `train`'s pairs, validate on `val`, save model and card to `out_dir`; returns metrics."
-    pairs = to_pairs(train)
+def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
+              lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None, **kwargs) -> dict:
+    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val`, save model and card; returns metrics."
+    pairs = train if isinstance(train, Dataset) else to_pairs(train)
     if len(pairs) < 2: raise ValueError(f"Only {len(pairs)} training pair(s): generate questions for more train chunks.")
-    loss = build_loss(model, dims)
+    loss = build_loss(model, dims, guide)
     evaluator = ir_evaluator(val, "val", batch_size=batch_size) if val and val["questions"] else None
     args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None, **kwargs)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator)
@@ -88,9 +121,20 @@ def fine_tune(model:SentenceTransformer, train:dict, val:dict|None, out_dir, epo
     secs = time.time() - t
     after = trainer.evaluate() if evaluator else {}
     trainer.save_model(str(out_dir))
-    return {"train_pairs": len(pairs), "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
+    return {"train_pairs": len(pairs), "negatives": "negative" in pairs.column_names, "loss": type(loss.loss).__name__,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
             "train_loss": out.training_loss, "train_seconds": round(secs, 2), "pairs_per_second": round(len(pairs) * epochs / secs, 2),
             "world_size": args.world_size, "val_before": before, "val_after": after}
+
+# %% ../nbs/05_train.ipynb #7d5f198e
+def recommend(metrics:dict, key:str="eval_val_cosine_ndcg@10", min_gain:float=0.0) -> tuple[str, str]:
+    "('fine-tuned' or 'base', a one-line reason) from `fine_tune`'s validation before and after."
+    before, after = metrics.get("val_before", {}).get(key), metrics.get("val_after", {}).get(key)
+    if before is None or after is None: return "fine-tuned", "No validation questions, so nothing to compare: check the test results."
+    name = key.split("_")[-1]
+    if after - before > min_gain: return "fine-tuned", f"Fine-tuned beats base on validation {name}: {before:.3f} → {after:.3f}."
+    return "base", (f"Fine-tuned is NOT better than base on validation {name} ({before:.3f} → {after:.3f}): keep using the "
+                    "base model, or try more or cleaner data (round-trip filtering, hard negatives).")
 
 # %% ../nbs/05_train.ipynb #6f08b268
 def push_model(model_dir, repo_id:str, private:bool=True) -> str:
