@@ -9,7 +9,6 @@ from __future__ import annotations
 import os, time
 from importlib.resources import files
 from pathlib import Path
-import numpy as np
 from datasets import Dataset
 from sentence_transformers import (SentenceTransformer, SentenceTransformerModelCardData, SentenceTransformerTrainer,
                                    SentenceTransformerTrainingArguments)

@@ -2,6 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
+from stubs import StubOpenAI, serve_openai
 
 VIBE = ["What does a retriever return?"]
 
@@ -36,7 +37,9 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     # the model with its card, the retrieval table with a row per Matryoshka size, and the RAG comparison
     assert (out/"model"/"README.md").exists() and (out/"retrieval.png").stat().st_size > 0 and (out/"ragas.png").stat().st_size > 0
-    assert m["training"]["dims"] == [384, 256, 128, 64] and m["training"]["train_pairs"] == m["datasets"]["train"]["questions"]
+    t = m["training"]  # by default the seed's recipe: every question, plain pairs, MultipleNegativesRankingLoss
+    assert t["dims"] == [384, 256, 128, 64] and (t["negatives"], t["loss"], t["round_trip_dropped"]) == (False, "MultipleNegativesRankingLoss", 0)
+    assert t["train_pairs"] == m["datasets"]["train"]["questions"] and m["recommended"] in ("base", "fine-tuned")
     assert list(m["retrieval"]) == ["base", "fine-tuned", "fine-tuned @256", "fine-tuned @128", "fine-tuned @64"]
     assert all(0 <= r["ndcg@10"] <= 1 and 0 <= r["hit_rate@5"] <= 1 for r in m["retrieval"].values())
     assert m["verdict"] in ("better", "NOT better") and m["peak_memory_gb"] > 0
@@ -48,3 +51,17 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     m2 = run_pipeline(root, tmp_path/"b", tmp_path/"cache", **{**tiny, "max_train_chunks": 10, "epochs": 2, "rag": False})
     assert (m2["datasets"]["train"]["from cache"], m2["datasets"]["train"]["LLM calls"]) == (8, 2)
     assert m2["training"]["epochs"] == 2 and "rag" not in m2
+    # every training option on (round trip, hard negatives, guided loss), chunks as long as the model reads, and the
+    # questions from an OpenAI-compatible server (a stand-in for vLLM) with many requests at once, in the users' style
+    stub = StubOpenAI()
+    with serve_openai(stub) as url:
+        m3 = run_pipeline(root, tmp_path/"c", tmp_path/"cache", **{**tiny, "rag": False, "round_trip_k": 20, "hard_negatives": True,
+                          "guided_loss": True, "llm": "my-vllm-model", "llm_base_url": url, "llm_concurrency": 32,
+                          "query_examples": ["What does a retriever return?", "Why chunk documents?"], "chunk_size": 0})
+    assert m3["chunking"] == {"chunk_size": 254, "unit": "tokens"} and m["chunking"] == {"chunk_size": 300, "unit": "characters"}
+    t3 = m3["training"]
+    assert (t3["negatives"], t3["loss"]) == (True, "GISTEmbedLoss") and m3["datasets"]["train"]["questions"] == 16
+    assert 0 < t3["train_pairs"] <= 16 - t3["round_trip_dropped"] and m3["datasets"]["train"]["LLM calls"] == 8
+    calls = sum(m3["datasets"][split]["LLM calls"] for split in ("train", "val", "test"))
+    assert len(stub.requests) == calls > 8 and {r["model"] for r in stub.requests} == {"my-vllm-model"}
+    assert "- Why chunk documents?" in stub.requests[0]["messages"][0]["content"]
