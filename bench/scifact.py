@@ -1,0 +1,123 @@
+"""Retrieval quality on real queries: embedtune's pipeline on the SciFact dev corpus, judged on its 809 expert claims.
+
+    .venv/bin/python bench/scifact.py --docs 500                  # generate (cached), fine-tune with the recipe, evaluate
+    .venv/bin/python bench/scifact.py --docs 500 --ablation       # every configuration of CONFIGS
+    .venv/bin/python bench/scifact.py --docs 500 --configs "embedtune,lr 1e-4"
+    .venv/bin/python bench/scifact.py --docs 1000 --generate-only # just fill the question cache
+
+The pipeline's steps on SciFact's 5,183 abstracts: the first chunk of each of `--docs` abstracts (a fixed random order,
+so every budget extends the previous one) gets questions from the LLM; 90 % train, 10 % validation; round trip, hard
+negatives and the guided loss use the base model; the fine-tuned model is scored on the 809 claims against the whole
+corpus (title and text, the BEIR convention) with sentence-transformers' InformationRetrievalEvaluator. The claims are
+only measured on, never trained on; `--examples` of them (at most 8) can be shown to the LLM as query style.
+Results go to runs/scifact/docs<N>/results.json (a configuration already there is not run again).
+"""
+import argparse, json, random, time
+from pathlib import Path
+from langchain_core.documents import Document
+
+DATA = Path(__file__).resolve().parents[2]/"shared"/"data"/"scifact-dev"
+
+def read_scifact(data=DATA):
+    "SciFact's corpus {id: (title, text)}, claims {id: text} and relevance judgements {claim id: {doc ids}}."
+    corpus = {d["_id"]: (d["title"], d["text"]) for d in map(json.loads, open(Path(data)/"corpus.jsonl"))}
+    claims = {q["_id"]: q["text"] for q in map(json.loads, open(Path(data)/"queries.jsonl"))}
+    qrels = {}
+    for line in list(open(Path(data)/"qrels.tsv"))[1:]:
+        q, c, _ = line.split("\t"); qrels.setdefault(q, set()).add(c)
+    return corpus, {q: t for q, t in claims.items() if q in qrels}, qrels
+
+METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10", "recall@100": "cosine_recall@100"}
+
+def evaluate(model, claims, qrels, texts) -> dict:
+    "nDCG@10, MRR@10, Recall@10 and Recall@100 of `model` on the claims against the whole corpus."
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    ev = InformationRetrievalEvaluator(claims, texts, qrels, name="scifact", mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10],
+                                       precision_recall_at_k=[10, 100], map_at_k=[10], batch_size=32, write_csv=False)
+    scores = ev(model)
+    return {k: round(scores[f"scifact_{v}"], 4) for k, v in METRICS.items()}
+
+# each option of the recipe, and the ablations that switch one off
+RECIPE = dict(round_trip=3, negatives=True, guide=True, epochs=1, batch_size=32, lr=2e-5, max_seq_length=256)
+CONFIGS = {"embedtune": {}, "no round trip": dict(round_trip=0), "no hard negatives": dict(negatives=False),
+           "no guided loss": dict(guide=False), "lr 1e-4": dict(lr=1e-4),
+           "seed recipe": dict(round_trip=0, negatives=False, guide=False, epochs=3, batch_size=16)}
+
+def run_config(name, opts, dss, negatives_corpus, claims, qrels, texts, out):
+    "Fine-tune with `opts` (the recipe's options), evaluate on the claims, return a row of the ablation table."
+    from embedtune.questions import to_pairs
+    from embedtune.train import fine_tune, hard_negatives, load_model, recommend, round_trip
+    o = {**RECIPE, **opts}
+    base, t = load_model(max_seq_length=o["max_seq_length"]), time.time()
+    train, dropped = round_trip(dss["train"], base, o["round_trip"]) if o["round_trip"] else (dss["train"], 0)
+    pairs = to_pairs(train)
+    if o["negatives"]: pairs = hard_negatives(pairs, base, corpus=negatives_corpus)
+    prep = time.time() - t
+    model = load_model(max_seq_length=o["max_seq_length"])
+    m = fine_tune(model, pairs, dss["val"], Path(out)/"models"/name.replace(" ", "_"), o["epochs"], o["batch_size"], o["lr"],
+                  guide=base if o["guide"] else None)
+    which, why = recommend(m)
+    t = time.time(); scores = evaluate(model, claims, qrels, texts)
+    print(f"{name}: {scores}  ({why})", flush=True)
+    return {"config": name, **o, "dropped": dropped, "train_rows": m["train_pairs"], "prep_s": round(prep), "train_s": round(m["train_seconds"]),
+            "eval_s": round(time.time() - t), "val_before": round(m["val_before"]["eval_val_cosine_ndcg@10"], 4),
+            "val_after": round(m["val_after"]["eval_val_cosine_ndcg@10"], 4), "recommended": which, **scores}
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=1000, help="generation budget: abstracts shown to the LLM")
+    ap.add_argument("--examples", type=int, default=0, help="claims shown to the LLM as examples of query style (<= 8)")
+    ap.add_argument("--questions", type=int, default=2, help="queries per abstract")
+    ap.add_argument("--llm", default="local")
+    ap.add_argument("--chunk-size", type=int, default=1000, help="characters of each abstract shown to the LLM and trained on")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--ablation", action="store_true", help="run every configuration, not only embedtune's recipe")
+    ap.add_argument("--configs", default="", help="comma-separated configuration names to run (default: embedtune)")
+    ap.add_argument("--out", default="runs/scifact")
+    a = ap.parse_args()
+    if a.examples > 8: ap.error("--examples: at most 8 claims may be shown to the LLM")
+    from embedtune.chunk import chunk_documents, split_chunks
+    from embedtune.llm import chat_model
+    from embedtune.questions import Generated, build_dataset, generate_questions
+    corpus, claims, qrels = read_scifact()
+    rng = random.Random(a.seed)
+    examples = [claims[q] for q in rng.sample(sorted(claims), 8)][:a.examples]
+    order = rng.sample(sorted(corpus), len(corpus))  # a fixed order: every budget is a prefix of the next one
+    docs = [Document(page_content=f"{corpus[i][0]}\n{corpus[i][1]}", metadata={"source": f"scifact:{i}", "doc_id": i}) for i in order]
+    first = {}  # each abstract's first chunk: the text MiniLM sees, and what the LLM is shown
+    for c in chunk_documents(docs, chunk_size=a.chunk_size, chunk_overlap=0): first.setdefault(c.metadata["doc_id"], c)
+    chunks = [first[i] for i in order]
+    t = time.time()
+    gen = generate_questions(chunks[:a.docs], chat_model(a.llm), a.questions, examples=examples)
+    print(f"generation: {a.docs} abstracts, {sum(map(len, gen.questions.values()))} queries, {gen.n_called} calls in {time.time() - t:.0f} s")
+    if a.generate_only: return
+    from embedtune.core import load_json, save_json
+    from embedtune.train import load_model
+    splits = split_chunks(chunks[:a.docs], fractions=(0.9, 0.1, 0.0), seed=a.seed)
+    dss = {k: build_dataset(cs, Generated(questions={c.metadata["id"]: gen.questions[c.metadata["id"]] for c in cs
+                                                    if c.metadata["id"] in gen.questions})) for k, cs in splits.items() if cs}
+    texts = {i: f"{t} {x}".strip() for i, (t, x) in corpus.items()}  # the BEIR convention: title, space, text
+    out = Path(a.out)/f"docs{a.docs}"; out.mkdir(parents=True, exist_ok=True)
+    res_path = out/"results.json"
+    rows = {r["config"]: r for r in (load_json(res_path) if res_path.exists() else [])}
+    base_path = Path(a.out)/"base.json"  # the base model's scores do not depend on the budget: computed once
+    if not base_path.exists():
+        t = time.time()
+        save_json({"config": "base", **evaluate(load_model(), claims, qrels, texts), "eval_s": round(time.time() - t)}, base_path)
+    rows["base"] = load_json(base_path)
+    print(f"base: {rows['base']}", flush=True)
+    names = list(CONFIGS) if a.ablation else (a.configs.split(",") if a.configs else ["embedtune"])
+    for name in names:
+        if name in rows: continue
+        rows[name] = run_config(name, CONFIGS[name], dss, [c.page_content for c in splits["train"]], claims, qrels, texts, out)
+        save_json(list(rows.values()), res_path)
+    import pandas as pd
+    df = pd.DataFrame(list(rows.values())).set_index("config")
+    b = df.loc["base"]
+    for k in METRICS: df[f"Δ{k}"] = (df[k] - b[k]).round(4)
+    cols = [c for c in ["round_trip", "negatives", "guide", "epochs", "batch_size", "lr", "dropped", "train_rows", "val_before",
+                        "val_after", "recommended", *METRICS, "Δndcg@10", "Δrecall@100", "train_s", "eval_s"] if c in df]
+    print(df[cols].to_markdown())
+
+if __name__ == "__main__": main()
