@@ -50,12 +50,11 @@ def style_prompt(examples:list) -> ChatPromptTemplate:
     if not any(queries): raise ValueError("style_prompt needs at least one example query, e.g. three real queries from your users.")
     shots = "\n".join(f"- {_braces(q)}" for q in queries if q)
     turns = []
-    for e in examples:
-        if isinstance(e, str): continue
-        q, passage = e
+    for q, passage in (e for e in examples if not isinstance(e, str)):
         turns += [("human", _braces(_STYLE_HUMAN.format(context=passage, n_questions=1))), ("ai", _braces(f"1. {' '.join(q.split())}"))]
     return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", _STYLE_HUMAN)])
 
+# %% ../nbs/04_questions.ipynb #3aa9f2d8
 def query_ending(examples:list|None) -> str:
     "'?' or '.' when most `examples` end with it, else '' (no examples: questions, '?')."
     if not examples: return "?"
@@ -86,8 +85,8 @@ def parse_questions(text:str, n:int) -> list[str]:
 def numbered_grammar(n:int, end:str="?", length:int=200) -> str:
     "GBNF grammar for exactly `n` lines '1. …', '2. …', each ending in `end` ('?', '.' or '' for any), at most `length` characters."
     lines = " \"\\n\" ".join(f'"{i}. " q' for i in range(1, n + 1))
-    if not end: return f'root ::= {lines}\nq ::= [^\\n*#" ] [^\\n]{{2,{length}}}\n'
-    return f'root ::= {lines}\nq ::= [^\\n?*#" ] [^\\n?]{{2,{length}}} "{end}"\n'
+    no, tail = ("?", f' "{end}"') if end else ("", "")  # with an ending, no '?' before it
+    return f'root ::= {lines}\nq ::= [^\\n{no}*#" ] [^\\n{no}]{{2,{length}}}{tail}\n'
 
 def call_kwargs(llm, n:int, end:str="?", length:int=200) -> dict:
     "Extra arguments for `llm` calls that force the numbered format (llama.cpp grammar) when the model supports it."
