@@ -29,6 +29,23 @@ def read_scifact(data=DATA):
         q, c, _ = line.split("\t"); qrels.setdefault(q, set()).add(c)
     return corpus, {q: t for q, t in claims.items() if q in qrels}, qrels
 
+def fixed_order(claims, corpus, seed=0) -> tuple[list[str], list[str]]:
+    "8 claims that may be shown as query style, and every abstract in a fixed random order (each budget a prefix of the next)."
+    rng = random.Random(seed)
+    return [claims[q] for q in rng.sample(sorted(claims), 8)], rng.sample(sorted(corpus), len(corpus))
+
+def corpus_texts(corpus) -> dict[str, str]:
+    "Each abstract as the retriever sees it, in BEIR's convention: title, space, text."
+    return {i: f"{t} {x}".strip() for i, (t, x) in corpus.items()}
+
+def first_chunks(corpus, ids, chunk_size=1000) -> list[Document]:
+    "The first chunk of each abstract in `ids`: the text MiniLM sees, and what the LLM is shown."
+    from embedtune.chunk import chunk_documents
+    docs = [Document(page_content=f"{corpus[i][0]}\n{corpus[i][1]}", metadata={"source": f"scifact:{i}", "doc_id": i}) for i in ids]
+    first = {}
+    for c in chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=0): first.setdefault(c.metadata["doc_id"], c)
+    return [first[i] for i in ids]
+
 METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10", "recall@100": "cosine_recall@100"}
 
 def evaluator(claims, qrels, texts, name="scifact"):
@@ -90,27 +107,22 @@ def main():
     ap.add_argument("--out", default="runs/scifact")
     a = ap.parse_args()
     if a.examples > 8: ap.error("--examples: at most 8 claims may be shown to the LLM")
-    from embedtune.chunk import chunk_documents, split_chunks
+    from embedtune.chunk import split_chunks
     from embedtune.llm import chat_model
     from embedtune.questions import Generated, build_dataset, generate_questions
     corpus, claims, qrels = read_scifact()
-    rng = random.Random(a.seed)
-    examples = [claims[q] for q in rng.sample(sorted(claims), 8)][:a.examples]
-    order = rng.sample(sorted(corpus), len(corpus))  # a fixed order: every budget is a prefix of the next one
-    docs = [Document(page_content=f"{corpus[i][0]}\n{corpus[i][1]}", metadata={"source": f"scifact:{i}", "doc_id": i}) for i in order]
-    first = {}  # each abstract's first chunk: the text MiniLM sees, and what the LLM is shown
-    for c in chunk_documents(docs, chunk_size=a.chunk_size, chunk_overlap=0): first.setdefault(c.metadata["doc_id"], c)
-    chunks = [first[i] for i in order]
+    examples, order = fixed_order(claims, corpus, a.seed)
+    chunks = first_chunks(corpus, order[:a.docs], a.chunk_size)
     t = time.time()
-    gen = generate_questions(chunks[:a.docs], chat_model(a.llm), a.questions, examples=examples)
+    gen = generate_questions(chunks, chat_model(a.llm), a.questions, examples=examples[:a.examples])
     print(f"generation: {a.docs} abstracts, {sum(map(len, gen.questions.values()))} queries, {gen.n_called} calls in {time.time() - t:.0f} s")
     if a.generate_only: return
     from embedtune.core import load_json, save_json
     from embedtune.train import load_model
-    splits = split_chunks(chunks[:a.docs], fractions=(0.9, 0.1, 0.0), seed=a.seed)
+    splits = split_chunks(chunks, fractions=(0.9, 0.1, 0.0), seed=a.seed)
     dss = {k: build_dataset(cs, Generated(questions={c.metadata["id"]: gen.questions[c.metadata["id"]] for c in cs
                                                     if c.metadata["id"] in gen.questions})) for k, cs in splits.items() if cs}
-    texts = {i: f"{t} {x}".strip() for i, (t, x) in corpus.items()}  # the BEIR convention: title, space, text
+    texts = corpus_texts(corpus)
     out = Path(a.out)/f"docs{a.docs}"; out.mkdir(parents=True, exist_ok=True)
     res_path = out/"results.json"
     rows = {r["config"]: r for r in (load_json(res_path) if res_path.exists() else [])}

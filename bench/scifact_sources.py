@@ -14,7 +14,7 @@ are added (their claims are then reported apart as "seen"). One row per run is a
 import json, random, re, sys, time
 from pathlib import Path
 from datasets import Dataset
-from scifact import read_scifact, evaluate
+from scifact import corpus_texts, evaluate, first_chunks, fixed_order, read_scifact
 from embedtune.train import fine_tune, load_model
 
 # SciFact's abstracts join sentences without a space ("...disabilities.A line scan...")
@@ -37,28 +37,22 @@ def pairs_from(ids, corpus, source="titles", remove=False, seed=0) -> list[dict]
     return rows
 
 def llm_rows(ids, corpus, llm="local", n=2) -> list[dict]:
-    "(question, first 1,000 characters) rows for the abstracts `ids`, as bench/scifact.py generates them (from its cache)."
-    from langchain_core.documents import Document
-    from embedtune.chunk import chunk_documents
+    "(question, first chunk) rows for the abstracts `ids`, as bench/scifact.py generates them (from its cache)."
     from embedtune.llm import chat_model
     from embedtune.questions import generate_questions
-    docs = [Document(page_content=f"{corpus[i][0]}\n{corpus[i][1]}", metadata={"source": f"scifact:{i}", "doc_id": i}) for i in ids]
-    first = {}
-    for c in chunk_documents(docs, chunk_size=1000, chunk_overlap=0): first.setdefault(c.metadata["doc_id"], c)
-    gen = generate_questions([first[i] for i in ids], chat_model(llm), n)
-    return [{"anchor": q, "positive": first[i].page_content} for i in ids for q in gen.questions.get(first[i].metadata["id"], [])]
+    chunks = first_chunks(corpus, ids)
+    gen = generate_questions(chunks, chat_model(llm), n)
+    return [{"anchor": q, "positive": c.page_content} for c in chunks for q in gen.questions.get(c.metadata["id"], [])]
 
 def main(name, source, docs=1000, epochs=1, batch_size=32, lr=2e-5, seq=256, remove=False, llm_docs=0, out="runs/scifact"):
     corpus, claims, qrels = read_scifact()
-    rng = random.Random(0); rng.sample(sorted(claims), 8)  # as bench/scifact.py: the same abstracts in the same order
-    ids = rng.sample(sorted(corpus), len(corpus))
+    _, ids = fixed_order(claims, corpus)  # as bench/scifact.py: the same abstracts in the same order
     rows = pairs_from(ids[:docs], corpus, source, remove) + (llm_rows(ids[:llm_docs], corpus) if llm_docs else [])
     random.Random(1).shuffle(rows)
     print(f"{name}: {len(rows)} pairs, e.g. {rows[0]['anchor'][:120]!r}", flush=True)
     model = load_model(max_seq_length=seq)
     m = fine_tune(model, Dataset.from_list(rows), None, Path(out)/"sources"/name.replace(" ", "_"), epochs, batch_size, lr)
-    texts = {i: f"{a} {b}".strip() for i, (a, b) in corpus.items()}
-    t = time.time(); s = evaluate(model, claims, qrels, texts, ids[:llm_docs] or ids[:docs])
+    t = time.time(); s = evaluate(model, claims, qrels, corpus_texts(corpus), ids[:llm_docs] or ids[:docs])
     r = {"config": name, "source": source, "remove": remove, "llm_docs": llm_docs, "pairs": len(rows), "seq": seq, "epochs": epochs,
          "batch_size": batch_size, "lr": lr, **s, "train_s": round(m["train_seconds"]), "eval_s": round(time.time() - t)}
     print(r, flush=True)
