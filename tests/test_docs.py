@@ -1,7 +1,8 @@
 """The docs site as a reader sees it: built offline by `tools/build_docs.sh`, served on 127.0.0.1, opened in headless
 Debian Chromium driven over the DevTools protocol on a pipe (no extra Python package, no browser download).
 
-Needs `/usr/bin/chromium` (`apt-get install chromium`; set `CHROMIUM` to use another binary)."""
+Needs `/usr/bin/chromium` (`apt-get install chromium`; set `CHROMIUM` to use another binary). Without it these tests
+skip with that advice, except under `CI=true`, where `.ci/run` installs it and a missing browser fails."""
 import base64, json, os, re, select, shutil, subprocess, tempfile, time, urllib.error, urllib.parse, urllib.request
 from html import unescape
 from pathlib import Path
@@ -187,14 +188,21 @@ def base_url(site):
     with serve_folder(site) as url: yield url
 
 
-def chromium_or_fail() -> str:
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} not found: the docs tests need Debian's Chromium: {INSTALL}")
-    return CHROMIUM
+def in_ci() -> bool:
+    "True under CI (`CI=true`, as `.ci/run` is called), where the browser tests must run."
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def find_chromium(exe: str = CHROMIUM, ci: bool | None = None) -> str:
+    "`exe` if it can run; else skip the browser tests with the way to install it, or fail under CI, which installs it."
+    if os.path.isfile(exe) and os.access(exe, os.X_OK): return exe
+    msg = f"{exe} not found: install chromium to run the docs browser test ({INSTALL}, or set CHROMIUM)"
+    if in_ci() if ci is None else ci: pytest.fail(f"{msg}; under CI the browser tests must run: .ci/run installs it")
+    pytest.skip(msg)
 
 
 @pytest.fixture(scope="session")
-def chromium(): return chromium_or_fail()
+def chromium(): return find_chromium()
 
 
 @pytest.fixture(scope="session")
@@ -225,7 +233,15 @@ def pages(chromium, base_url, tmp_path_factory):
 
 
 def test_chromium_is_installed():
-    chromium_or_fail()
+    find_chromium()
+
+
+def test_browser_tests_cannot_skip_in_ci(tmp_path):
+    "Without a browser the docs tests skip on a laptop, but fail under CI: a skip there would hide a broken site."
+    missing = str(tmp_path/"no-chromium")
+    with pytest.raises(pytest.skip.Exception, match="install chromium"): find_chromium(missing, ci=False)
+    with pytest.raises(pytest.fail.Exception, match="under CI"): find_chromium(missing, ci=True)
+    if in_ci(): assert find_chromium() == CHROMIUM  # what .ci/run has installed
 
 
 def nbdev_yml() -> dict:
