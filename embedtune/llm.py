@@ -6,16 +6,17 @@ Docs: https://embedtune.github.io/embedtune/llm.html.md"""
 
 # %% ../nbs/03_llm.ipynb #fc8d83c4
 from __future__ import annotations
-import hashlib, importlib, os, threading
+import hashlib, importlib, os, queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from langchain_community.chat_models import ChatLlamaCpp
-from pydantic import PrivateAttr
+from langchain_core.outputs import ChatResult
+from pydantic import PrivateAttr, model_validator
 from .core import cache_dir
 
 # %% auto #0
-__all__ = ['GGUF_MODELS', 'gguf_path', 'LocalChat', 'local_chat_model', 'is_local', 'default_concurrency', 'openai_chat_model',
-           'chat_model']
+__all__ = ['GGUF_MODELS', 'gguf_path', 'LocalChat', 'cpu_cores', 'local_chat_model', 'is_local', 'default_concurrency',
+           'openai_chat_model', 'chat_model']
 
 # %% ../nbs/03_llm.ipynb #759c8b62
 GGUF_MODELS = {
@@ -48,36 +49,61 @@ def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
     return out
 
 # %% ../nbs/03_llm.ipynb #1b1f109d
-_on_worker = threading.local()
-
 class LocalChat(ChatLlamaCpp):
-    "`ChatLlamaCpp` whose calls all run on one thread of their own, one at a time."
-    _worker: ThreadPoolExecutor = PrivateAttr(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="llama"))
+    "`ChatLlamaCpp` with `n_workers` copies of the model, each on a thread of its own, one request at a time."
+    n_workers: int = 1
+    _slots: queue.SimpleQueue = PrivateAttr(default_factory=queue.SimpleQueue)
+    _clients: list = PrivateAttr(default_factory=list)
 
-    def _generate(self, *args, **kwargs):
-        run = super()._generate
-        if getattr(_on_worker, "model", None) is self: return run(*args, **kwargs)
-        def call():
-            _on_worker.model = self
-            try: return run(*args, **kwargs)
-            finally: _on_worker.model = None  # hold no reference: a deleted model must free its memory
-        return self._worker.submit(call).result()
+    @model_validator(mode="after")
+    def _start_workers(self):
+        "The first worker runs `client`; the others load the same file, whose weights the operating system shares."
+        self._clients = [self.client] + [type(self.client)(**self.client.__getstate__()) for _ in range(self.n_workers - 1)]
+        for c in self._clients: self._slots.put((ThreadPoolExecutor(1, thread_name_prefix="llama"), c))
+        return self
+
+# %% ../nbs/03_llm.ipynb #66a15338
+def _sample(self:LocalChat, client, messages, stop, n:int, kwargs:dict) -> ChatResult:
+    "`n` replies from llama.cpp model `client`, seeded `seed`, `seed`+1, …: the prompt is processed once, then reused."
+    params = {**self._get_parameters(stop), **kwargs}
+    seed = params.pop("seed", None)
+    seed = self.seed if seed is None else seed
+    dicts, generations = self._create_message_dicts(messages), []
+    for i in range(n):
+        reply = client.create_chat_completion(messages=dicts, seed=None if seed < 0 else seed + i, **params)
+        generations += self._create_chat_result(reply).generations
+    return ChatResult(generations=generations)
+
+def _generate(self:LocalChat, messages, stop=None, run_manager=None, n:int=1, **kwargs) -> ChatResult:
+    "`n` replies to `messages` from the first free worker, on that worker's thread."
+    worker, client = self._slots.get()  # waits until a worker is free
+    try: return worker.submit(_sample, self, client, messages, stop, n, kwargs).result()
+    finally: self._slots.put((worker, client))
+
+LocalChat._generate = _generate
 
 # %% ../nbs/03_llm.ipynb #8d76af0c
-def local_chat_model(model_path=None, n_ctx:int=4096, n_threads:int|None=None, temperature:float=0.0,
-                     max_tokens:int=256, seed:int=0, **kwargs) -> LocalChat:
-    "A LangChain chat model running GGUF file `model_path` with llama.cpp (default: the packaged Qwen2.5-Coder-0.5B)."
-    n_threads = n_threads or int(os.environ.get("EMBEDTUNE_THREADS") or 0) or os.cpu_count()
-    return LocalChat(model_path=str(model_path or gguf_path()), n_ctx=n_ctx, n_threads=n_threads, n_batch=512,
-                     temperature=temperature, max_tokens=max_tokens, seed=seed, verbose=False, **kwargs)
+def cpu_cores() -> int:
+    "Cores this process may run on (the container's share where the OS tells it)."
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+def local_chat_model(model_path=None, n_threads:int|None=None, n_workers:int|None=None, n_ctx:int=4096,
+                     temperature:float=0.0, max_tokens:int=256, seed:int=0, flash_attn:bool=True, **kwargs) -> LocalChat:
+    "A LangChain chat model running GGUF file `model_path` (default: the packaged Qwen2.5-Coder-0.5B) on `n_threads` cores, one worker each."
+    n_threads = n_threads or int(os.environ.get("EMBEDTUNE_THREADS") or 0) or cpu_cores()
+    n_workers = n_workers or n_threads
+    model_kwargs = {"flash_attn": flash_attn, **kwargs.pop("model_kwargs", {})}
+    return LocalChat(model_path=str(model_path or gguf_path()), n_ctx=n_ctx, n_threads=max(1, n_threads // n_workers),
+                     n_workers=n_workers, n_batch=512, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                     verbose=False, model_kwargs=model_kwargs, **kwargs)
 
 def is_local(llm) -> bool:
     "True if `llm` runs in this process with llama.cpp."
     return isinstance(llm, ChatLlamaCpp)
 
 def default_concurrency(llm) -> int:
-    "Requests to send at once: 1 for an in-process model, 8 for an API."
-    return 1 if is_local(llm) else 8
+    "Requests to send at once: one per worker for an in-process model, 8 for an API."
+    return getattr(llm, "n_workers", 1) if is_local(llm) else 8
 
 # %% ../nbs/03_llm.ipynb #9f174a51
 def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, **kwargs):
