@@ -6,8 +6,7 @@ Docs: https://embedtune.github.io/embedtune/questions.html.md"""
 
 # %% ../nbs/04_questions.ipynb #690d6d5f
 from __future__ import annotations
-import asyncio, re, sqlite3, time, warnings
-from concurrent.futures import ThreadPoolExecutor
+import asyncio, re, sqlite3, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from langchain_core.documents import Document
@@ -15,20 +14,26 @@ from langchain_core.prompts import ChatPromptTemplate
 from tqdm.auto import tqdm
 from .core import cache_dir, stable_hash, save_json, load_json
 from .llm import is_local, default_concurrency
+from .filter import Screened, filter_questions
 
 # %% auto #0
-__all__ = ['QUESTION_PROMPT', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'prompt_text', 'style_prompt', 'query_ending',
-           'query_length', 'parse_questions', 'numbered_grammar', 'call_kwargs', 'model_id', 'QuestionCache',
-           'is_transient', 'ainvoke_retrying', 'Generated', 'agenerate_questions', 'generate_questions',
-           'build_dataset', 'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets']
+__all__ = ['QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'task_text', 'prompt_text',
+           'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar', 'avoid_bias',
+           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'retrying', 'ainvoke_retrying', 'asample',
+           'Generated', 'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'build_dataset',
+           'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
 QUESTION_PROMPT = ChatPromptTemplate.from_messages([
-    ("system", "You write search questions for testing a retrieval system. Every question must be answerable from "
-               "the given passage alone, be specific to it, and make sense to a reader who has not seen it."),
-    ("human", "Passage:\n{context}\n\nWrite {n_questions} different questions that this passage answers. "
-              "Number them 1., 2., and so on, one per line, with nothing else."),
+    ("system", "You write the questions people type into a search engine. Each question is answered by the document "
+               "the user gives, and names what it asks about, so that it makes sense to someone who has never seen the document."),
+    ("human", "Document:\n{context}\n\n{task}"),
 ])
+
+def task_text(n:int, kind:str="search question") -> str:
+    "The request that ends the prompt: one `kind`, or `n` numbered ones."
+    if n == 1: return f"Write one {kind} that this document answers."
+    return f"Write {n} different {kind}s that this document answers, numbered 1., 2., and so on, one per line, with nothing else."
 
 def prompt_text(prompt:ChatPromptTemplate) -> str:
     "The template text of `prompt`'s messages, for cache keys."
@@ -38,11 +43,10 @@ def prompt_text(prompt:ChatPromptTemplate) -> str:
 def _braces(s:str) -> str: return s.replace("{", "{{").replace("}", "}}")
 def _queries(examples) -> list[str]: return [" ".join((e if isinstance(e, str) else e[0]).split()) for e in examples or []]
 
-_STYLE_SYSTEM = ("You write search queries for testing a retrieval system. Every query must be about the given passage, "
-                 "be specific to it, and make sense to a reader who has not seen it. Write them in the same style as "
-                 "these real queries (their form, length and wording):\n")
-_STYLE_HUMAN = ("Passage:\n{context}\n\nWrite {n_questions} different queries like the examples, each answered by this "
-                "passage. Number them 1., 2., and so on, one per line, with nothing else.")
+_STYLE_SYSTEM = ("You write search queries for testing a retrieval system. Each query is answered by the document the user "
+                 "gives, and names what it asks about, so that it makes sense to someone who has never seen the document. "
+                 "Write them in the same style as these real queries (their form, length and wording):\n")
+STYLE_TASK = "query like the examples"
 
 def style_prompt(examples:list) -> ChatPromptTemplate:
     "A prompt asking for queries in the style of real `examples`: queries, or (query, passage) pairs shown as worked examples."
@@ -51,8 +55,8 @@ def style_prompt(examples:list) -> ChatPromptTemplate:
     shots = "\n".join(f"- {_braces(q)}" for q in queries if q)
     turns = []
     for q, passage in (e for e in examples if not isinstance(e, str)):
-        turns += [("human", _braces(_STYLE_HUMAN.format(context=passage, n_questions=1))), ("ai", _braces(f"1. {' '.join(q.split())}"))]
-    return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", _STYLE_HUMAN)])
+        turns += [("human", _braces(f"Document:\n{passage}\n\n{task_text(1, STYLE_TASK)}")), ("ai", _braces(" ".join(q.split())))]
+    return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", "Document:\n{context}\n\n{task}")])
 
 # %% ../nbs/04_questions.ipynb #3aa9f2d8
 def query_ending(examples:list|None) -> str:
@@ -64,19 +68,21 @@ def query_ending(examples:list|None) -> str:
     return ""
 
 def query_length(examples:list|None, default:int=200) -> int:
-    "Longest query the grammar allows: 1.5 times the longest example (at least 40 characters), or `default`."
+    "Longest query to write: 1.5 times the longest example (at least 40 characters), or `default`."
     return max(40, int(1.5 * max(map(len, _queries(examples))))) if examples else default
 
 # %% ../nbs/04_questions.ipynb #131de309
-_numbering = re.compile(r"^\s*[*_]*\s*(?:(?:q(?:uestion)?\s*#?\s*)?\d{1,3}\s*[.):]|[-*•])[*_]*\s+", re.I)
+_numbering = re.compile(r"^\s*[*_]*\s*(?:(?:q(?:uestion)?\s*#?\s*)?\d{1,3}\s*[.):]|(?:question|query)\s*:|[-*•])[*_]*\s+", re.I)
+
+def _unquote(q:str) -> str: return q[1:-1].strip() if len(q) > 2 and q[0] in "\"“" and q[-1] in "\"”" else q
 
 def parse_questions(text:str, n:int) -> list[str]:
-    "Questions in an LLM reply: numbering stripped, empty and repeated lines dropped, at most `n`."
+    "Questions in an LLM reply: numbering and quotes stripped, empty and repeated lines dropped, at most `n`."
     lines = [l for l in text.splitlines() if l.strip()]
     numbered = [l for l in lines if _numbering.match(l)]
     out, seen = [], set()
     for line in numbered or lines:
-        q = _numbering.sub("", line, count=1).strip().strip("*_ ").strip()
+        q = _unquote(_numbering.sub("", line, count=1).strip().strip("*_ ").strip())
         key = " ".join(q.lower().split())
         if q and key not in seen: seen.add(key); out.append(q)
     return out[:n]
@@ -88,11 +94,24 @@ def numbered_grammar(n:int, end:str="?", length:int=200) -> str:
     no, tail = ("?", f' "{end}"') if end else ("", "")  # with an ending, no '?' before it
     return f'root ::= {lines}\nq ::= [^\\n{no}*#" ] [^\\n{no}]{{2,{length}}}{tail}\n'
 
-def call_kwargs(llm, n:int, end:str="?", length:int=200) -> dict:
-    "Extra arguments for `llm` calls that force the numbered format (llama.cpp grammar) when the model supports it."
-    if not is_local(llm): return {}
+AVOID = ["document", "documents", "passage", "passages", "text", "excerpt", "paragraph", "article", "snippet",
+         "given", "provided", "above", "mentioned", "described", "this", "these", "those"]
+
+def avoid_bias(llm, words:list[str]=AVOID) -> dict[int, float]:
+    "A llama.cpp logit bias that keeps local model `llm` from writing `words` (every spelling of them that is one token)."
+    ids = set()
+    for w in words:
+        for s in {w, w.capitalize(), " " + w, " " + w.capitalize()}:
+            if len(t := llm.client.tokenize(s.encode(), add_bos=False, special=False)) == 1: ids.add(t[0])
+    return {i: -100.0 for i in sorted(ids)}
+
+def call_kwargs(llm, n:int, end:str="?", length:int=200, avoid:list[str]=AVOID) -> dict:
+    "Extra arguments for `llm` calls asking for `n` questions: one line each; local models: a bias against `avoid`, a grammar for lists."
+    if not is_local(llm): return {"stop": ["\n"]} if n == 1 else {}
+    kw = {"logit_bias": avoid_bias(llm, avoid)} if avoid else {}
+    if n == 1: return {**kw, "stop": ["\n"], "max_tokens": length // 2}
     from llama_cpp import LlamaGrammar
-    return {"grammar": LlamaGrammar.from_string(numbered_grammar(n, end, length), verbose=False), "max_tokens": 80 * n}
+    return {**kw, "grammar": LlamaGrammar.from_string(numbered_grammar(n, end, length), verbose=False), "max_tokens": 80 * n}
 
 # %% ../nbs/04_questions.ipynb #6866e0b2
 def model_id(llm) -> str:
@@ -102,14 +121,14 @@ def model_id(llm) -> str:
     return f"{type(llm).__name__}:{name}"
 
 class QuestionCache:
-    "SQLite store of LLM replies keyed by (model, prompt, chunk, n)."
+    "SQLite store of LLM replies keyed by (model, prompt, chunk, n, settings…)."
     def __init__(self, path=None):
         self.path = Path(path) if path else cache_dir("questions")/"replies.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
         self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT, reply TEXT, created REAL)")
 
-    def key(self, model:str, prompt:str, chunk:str, n:int) -> str: return stable_hash(model, prompt, chunk, n, n=32)
+    def key(self, model:str, prompt:str, chunk:str, n:int, *settings) -> str: return stable_hash(model, prompt, chunk, n, *settings, n=32)
     def get(self, key:str) -> str|None:
         row = self.db.execute("SELECT reply FROM replies WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
@@ -126,55 +145,91 @@ def is_transient(e:BaseException) -> bool:
     "True for errors worth retrying: time-outs, dropped connections, rate limits and server errors."
     status = getattr(e, "status_code", None) or getattr(getattr(e, "response", None), "status_code", None)
     if isinstance(status, int): return status in TRANSIENT_STATUS
-    return isinstance(e, (TimeoutError, ConnectionError)) or type(e).__name__ in TRANSIENT_NAMES
+    return isinstance(e, (TimeoutError, ConnectionError)) or any(t.__name__ in TRANSIENT_NAMES for t in type(e).__mro__)
 
-async def ainvoke_retrying(llm, messages, retries:int=4, backoff:float=1.0, **kwargs):
-    "`llm.ainvoke(messages)`, retrying transient errors up to `retries` times with exponential backoff."
+async def retrying(call, retries:int=4, backoff:float=1.0):
+    "`await call()`, retrying transient errors up to `retries` times with exponential backoff."
     for attempt in range(retries + 1):
-        try: return await llm.ainvoke(messages, **kwargs)
+        try: return await call()
         except Exception as e:
             if attempt == retries or not is_transient(e): raise
             await asyncio.sleep(backoff * 2 ** attempt)
 
+async def ainvoke_retrying(llm, messages, retries:int=4, backoff:float=1.0, **kwargs):
+    "`llm.ainvoke(messages)`, retrying transient errors."
+    return await retrying(lambda: llm.ainvoke(messages, **kwargs), retries, backoff)
+
+# %% ../nbs/04_questions.ipynb #3046a4d7
+def _takes(llm, arg:str) -> bool:
+    "True if `llm` accepts call argument `arg` ('n' or 'seed'): the local model and OpenAI-style clients do."
+    return is_local(llm) or arg in getattr(type(llm), "model_fields", {})
+
+async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, backoff:float=1.0, **kwargs) -> tuple[list[str], int]:
+    "`n` independent replies to `messages` and the requests it took: one where `llm` takes `n`, else one each (seeds `seed`, `seed`+1, …)."
+    out, requests = [], 0
+    while len(out) < n:
+        extra = {"n": n - len(out)} if n - len(out) > 1 and _takes(llm, "n") else {}
+        if seed is not None and _takes(llm, "seed"): extra["seed"] = seed + len(out)
+        result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff)
+        out += [g.message.content for g in result.generations[0]]
+        requests += 1
+    return out[:n], requests
+
 # %% ../nbs/04_questions.ipynb #a107610d
 @dataclass
 class Generated:
-    "Questions per chunk id, replies that held no question, and where the replies came from."
+    "Questions per chunk id, replies that held no question, where the replies came from, and the questions kept by the filter."
     questions: dict = field(default_factory=dict)
     failures: dict = field(default_factory=dict)
-    n_cached: int = 0
-    n_called: int = 0
+    n_cached: int = 0  # replies read from the cache
+    n_replies: int = 0  # replies written by the model in this run
+    n_called: int = 0  # requests sent to the model
+    screened: Screened|None = None  # what `filter_questions` kept and dropped
+
+    @property
+    def kept(self) -> dict: return self.screened.kept if self.screened else self.questions
 
     def __repr__(self):
-        nq = sum(map(len, self.questions.values()))
-        return (f"Generated({nq} questions for {len(self.questions)} chunks, {len(self.failures)} failed; "
-                f"{self.n_called} calls, {self.n_cached} cached)")
+        nq, kept = sum(map(len, self.questions.values())), sum(map(len, self.kept.values()))
+        return (f"Generated({nq} questions for {len(self.questions)} chunks, {kept} kept, {len(self.failures)} chunks failed; "
+                f"{self.n_replies} replies in {self.n_called} requests, {self.n_cached} cached)")
 
 # %% ../nbs/04_questions.ipynb #7469fe51
-async def agenerate_questions(chunks:list[Document], llm, n_questions:int=2, prompt:ChatPromptTemplate|None=None,
-                              examples:list[str]|None=None, cache:QuestionCache|None|bool=None, concurrency:int|None=None, retries:int=4,
+async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per_call:int=1, prompt:ChatPromptTemplate|None=None,
+                              examples:list[str]|None=None, cache:QuestionCache|None|bool=None, concurrency:int|None=None,
+                              temperature:float|None=0.7, seed:int=0, avoid:list[str]=AVOID, screen:bool=True, retries:int=4,
                               backoff:float=1.0, progress:bool=True) -> Generated:
-    "Ask `llm` for `n_questions` queries about each chunk (in the style of `examples` if given); replies are cached."
-    if not isinstance(n_questions, int) or n_questions < 1: raise ValueError(f"n_questions must be a whole number >= 1, got {n_questions!r}.")
+    "Ask `llm` for `n_questions` queries about each chunk, `per_call` per sampled reply (in the style of `examples` if given), cached; `screen`: filter them."
+    for name, v in (("n_questions", n_questions), ("per_call", per_call)):
+        if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a whole number >= 1, got {v!r}.")
     if cache is None or cache is True: cache = QuestionCache()
     use, prompt = cache is not False, prompt or (style_prompt(examples) if examples else QUESTION_PROMPT)
-    sem, kw = asyncio.Semaphore(concurrency or default_concurrency(llm)), call_kwargs(llm, n_questions, query_ending(examples), query_length(examples))
-    mid, ptext, res = model_id(llm), prompt_text(prompt), Generated()
+    per_call = min(per_call, n_questions)
+    calls, task = -(-n_questions // per_call), task_text(per_call, STYLE_TASK if examples else "search question")
+    kw = call_kwargs(llm, per_call, query_ending(examples), query_length(examples), avoid)
+    if temperature is not None: kw["temperature"] = temperature
+    avoid = " ".join(avoid) if "logit_bias" in kw else ""  # part of the cache key: it changes the replies
+    sem, mid, ptext, res = asyncio.Semaphore(concurrency or default_concurrency(llm)), model_id(llm), prompt_text(prompt), Generated()
     async def one(c):
-        key = cache.key(mid, ptext, c.page_content, n_questions) if use else None
-        reply = cache.get(key) if use else None
-        if reply is None:
+        keys = [cache.key(mid, ptext, c.page_content, per_call, temperature, avoid, seed + i) for i in range(calls)] if use else [None] * calls
+        replies = [cache.get(k) for k in keys] if use else [None] * calls
+        todo = [i for i, r in enumerate(replies) if r is None]
+        res.n_cached += calls - len(todo)
+        if todo:
             async with sem:
-                msgs = prompt.format_messages(context=c.page_content, n_questions=n_questions)
-                reply = (await ainvoke_retrying(llm, msgs, retries, backoff, **kw)).content
-            if use: cache.put(key, mid, reply)
-            res.n_called += 1
-        else: res.n_cached += 1
-        if qs := parse_questions(reply, n_questions): res.questions[c.metadata["id"]] = qs
-        else: res.failures[c.metadata["id"]] = reply
-    await _run_all([one(c) for c in chunks], "Generating questions", progress, cache)
+                msgs = prompt.format_messages(context=c.page_content, task=task, n_questions=per_call)
+                new, requests = await asample(llm, msgs, len(todo), seed + todo[0], retries, backoff, **kw)
+            for i, r in zip(todo, new):
+                replies[i] = r
+                if use: cache.put(keys[i], mid, r)
+            res.n_replies, res.n_called = res.n_replies + len(new), res.n_called + requests
+        qs = list(dict.fromkeys(q for r in replies for q in parse_questions(r, per_call)))[:n_questions]
+        if qs: res.questions[c.metadata["id"]] = qs
+        else: res.failures[c.metadata["id"]] = "\n".join(replies)
+    await _run_all([one(c) for c in chunks], "Writing questions", progress, cache)
     order = {c.metadata["id"]: i for i, c in enumerate(chunks)}
     res.questions = dict(sorted(res.questions.items(), key=lambda kv: order[kv[0]]))
+    if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4)
     if res.failures: warnings.warn(f"{len(res.failures)} of {len(chunks)} chunk(s) gave no parseable question; see `.failures`.")
     return res
 
@@ -183,29 +238,42 @@ async def _run_all(coros, desc, progress, cache):
     "Await `coros` with a progress bar; on the first error cancel the rest and say how to resume."
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
-        for t in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc=desc, disable=not progress): await t
+        for t in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc=desc, unit="chunk", disable=not progress): await t
     except Exception as e:
         where = f"are cached in {cache.path}; rerun to resume" if cache is not False else "were not cached (cache=False)"
         raise RuntimeError(f"{desc} stopped: {type(e).__name__}: {e}. Replies received so far {where}.") from e
     finally:
         for t in tasks: t.cancel()
 
-def _run_sync(coro):
-    "Run `coro` to completion, also from inside a running event loop (Jupyter)."
-    try: asyncio.get_running_loop()
-    except RuntimeError: return asyncio.run(coro)
-    with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, coro).result()
+_loop, _loop_lock = None, threading.Lock()
 
-def generate_questions(chunks:list[Document], llm, n_questions:int=2, **kwargs) -> Generated:
+def event_loop() -> asyncio.AbstractEventLoop:
+    "embedtune's one event loop, running on a thread of its own, so HTTP clients keep their open connections between calls."
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="embedtune-loop", daemon=True).start()
+    return _loop
+
+def run_sync(coro):
+    "Run `coro` on `event_loop()` and wait for it, from plain code or from Jupyter (whose loop is busy); Ctrl-C cancels it."
+    fut = asyncio.run_coroutine_threadsafe(coro, event_loop())
+    try: return fut.result()
+    except BaseException:
+        fut.cancel()
+        raise
+
+def generate_questions(chunks:list[Document], llm, n_questions:int=4, **kwargs) -> Generated:
     "Synchronous `agenerate_questions`."
-    return _run_sync(agenerate_questions(chunks, llm, n_questions, **kwargs))
+    return run_sync(agenerate_questions(chunks, llm, n_questions, **kwargs))
 
 # %% ../nbs/04_questions.ipynb #ce595b1a
 def build_dataset(chunks:list[Document], generated:Generated) -> dict:
-    "The seed's `{questions, relevant_contexts, corpus}` from a split's `chunks` and their generated questions."
+    "The seed's `{questions, relevant_contexts, corpus}` from a split's `chunks` and the questions kept for them."
     corpus = {c.metadata["id"]: c.page_content for c in chunks}
     questions, relevant = {}, {}
-    for cid, qs in generated.questions.items():
+    for cid, qs in generated.kept.items():
         if cid not in corpus: raise KeyError(f"Questions for chunk {cid}, which is not among the chunks given.")
         for q in qs:
             qid = stable_hash(cid, q)
@@ -233,8 +301,8 @@ def to_pairs(ds:dict):
     return Dataset.from_dict({"anchor": [a for a, _ in rows], "positive": [p for _, p in rows]})
 
 # %% ../nbs/04_questions.ipynb #8858704d
-def make_datasets(splits:dict[str, list[Document]], llm, n_questions:int=2, limits:dict|None=None, **kwargs) -> tuple[dict, dict]:
-    "Questions for (up to `limits[split]`) chunks of each split; returns (datasets, generated) by split name."
+def make_datasets(splits:dict[str, list[Document]], llm, n_questions:int=4, limits:dict|None=None, **kwargs) -> tuple[dict, dict]:
+    "Questions for (up to `limits[split]`) chunks of each split, as `generate_questions`; returns (datasets, generated) by split name."
     datasets, gens = {}, {}
     for name, chunks in splits.items():
         todo = chunks[:(limits or {}).get(name) or len(chunks)]

@@ -5,31 +5,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class StubOpenAI:
-    "Answers /v1/chat/completions with two numbered questions about the passage; `statuses` are returned first."
+    "Answers /v1/chat/completions with questions about the document; `statuses` are returned first."
     def __init__(self, statuses=(), fail_after=None, fail_status=401):
         self.statuses, self.fail_after, self.fail_status = list(statuses), fail_after, fail_status
         self.requests, self.answered = [], 0
 
     def reply(self, body):
-        "Status and JSON payload for one request."
+        "Status and JSON payload for one request: `n` choices (as OpenAI and vLLM give), one question each when one is asked for."
         self.requests.append(body)
         if self.statuses: return self.statuses.pop(0), {"error": {"message": "try again later", "type": "server_error"}}
         if self.fail_after is not None and self.answered >= self.fail_after:
             return self.fail_status, {"error": {"message": "invalid api key", "type": "invalid_request_error"}}
         self.answered += 1
         text = body["messages"][-1]["content"]
-        words = re.findall(r"[A-Za-z_]{4,}", text.split("Passage:", 1)[-1])
-        w = words[0] if words else "this"
-        content = f"Here are the questions:\n1. What does the reference say about {w}?\n\n2. Why is {w} used, e.g. in 3.11?"
+        words = re.findall(r"[A-Za-z_]{4,}", text.split("Document:", 1)[-1]) or ["this"]
+        choices = []
+        for i in range(body.get("n") or 1):
+            w = words[((body.get("seed") or 0) + i) % len(words)]
+            content = (f"What does the reference say about {w}?" if "Write one" in text else
+                       f"Here are the questions:\n1. What does the reference say about {w}?\n\n2. Why is {w} used, e.g. in 3.11?")
+            choices.append({"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"})
         return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                     "choices": choices, "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
 
 @contextmanager
-def serve_openai(stub: StubOpenAI):
-    "Run `stub` on a free port; yields the base URL to pass as `base_url`."
+def serve_openai(stub: StubOpenAI, keep_alive: bool = False):
+    """Run `stub` on a free port; yields the base URL to pass as `base_url`. `keep_alive`: HTTP/1.1, connections stay
+    open as vLLM's, llama.cpp's and OpenAI's do."""
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
         def log_message(self, *a): pass
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -31,7 +31,9 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     for split in ("train", "val", "test"):
         ds = json.loads((out/f"{split}_dataset.json").read_text())
         assert set(ds) == {"questions", "relevant_contexts", "corpus"}
-        assert len({c for cs in ds["relevant_contexts"].values() for c in cs}) == asked[split] == m["datasets"][split]["LLM calls"]
+        assert 0 < len({c for cs in ds["relevant_contexts"].values() for c in cs}) <= asked[split] == m["datasets"][split]["requests"]
+        d = m["datasets"][split]  # two questions asked per chunk; the filter's drops, counted by reason, make the difference
+        assert d["questions"] == d["questions written"] - sum(m["question_filter"][split].values()) and d["questions written"] <= 2 * asked[split]
         assert all(cs[0] in ds["corpus"] for cs in ds["relevant_contexts"].values())
     ids = [set(json.loads((out/f"{s}_dataset.json").read_text())["corpus"]) for s in ("train", "val", "test")]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
@@ -49,7 +51,7 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
 
     # A second run with other parameters: no edit to the notebook, and the shared cache answers what it already knows.
     m2 = run_pipeline(root, tmp_path/"b", tmp_path/"cache", **{**tiny, "max_train_chunks": 10, "epochs": 2, "rag": False})
-    assert (m2["datasets"]["train"]["from cache"], m2["datasets"]["train"]["LLM calls"]) == (8, 2)
+    assert (m2["datasets"]["train"]["cached replies"], m2["datasets"]["train"]["requests"]) == (16, 2)
     assert m2["training"]["epochs"] == 2 and "rag" not in m2
     # every training option on (round trip, hard negatives, guided loss), chunks as long as the model reads, and the
     # questions from an OpenAI-compatible server (a stand-in for vLLM) with many requests at once, in the users' style
@@ -61,7 +63,7 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     assert m3["chunking"] == {"chunk_size": 254, "unit": "tokens"} and m["chunking"] == {"chunk_size": 300, "unit": "characters"}
     t3 = m3["training"]
     assert (t3["negatives"], t3["loss"]) == (True, "GISTEmbedLoss") and m3["datasets"]["train"]["questions"] == 16
-    assert 0 < t3["train_pairs"] <= 16 - t3["round_trip_dropped"] and m3["datasets"]["train"]["LLM calls"] == 8
-    calls = sum(m3["datasets"][split]["LLM calls"] for split in ("train", "val", "test"))
+    assert 0 < t3["train_pairs"] <= 16 - t3["round_trip_dropped"] and m3["datasets"]["train"]["requests"] == 8
+    calls = sum(m3["datasets"][split]["requests"] for split in ("train", "val", "test"))
     assert len(stub.requests) == calls > 8 and {r["model"] for r in stub.requests} == {"my-vllm-model"}
     assert "- Why chunk documents?" in stub.requests[0]["messages"][0]["content"]
