@@ -29,10 +29,15 @@ def read_scifact(data=DATA):
         q, c, _ = line.split("\t"); qrels.setdefault(q, set()).add(c)
     return corpus, {q: t for q, t in claims.items() if q in qrels}, qrels
 
+def style_claims(claims, seed=0) -> list[str]:
+    "Ids of the 8 claims that may be shown to the writer as query style (never evaluated on then)."
+    return random.Random(seed).sample(sorted(claims), 8)
+
 def fixed_order(claims, corpus, seed=0) -> tuple[list[str], list[str]]:
     "8 claims that may be shown as query style, and every abstract in a fixed random order (each budget a prefix of the next)."
     rng = random.Random(seed)
-    return [claims[q] for q in rng.sample(sorted(claims), 8)], rng.sample(sorted(corpus), len(corpus))
+    style = rng.sample(sorted(claims), 8)  # the same as style_claims(claims, seed); rng then orders the corpus
+    return [claims[q] for q in style], rng.sample(sorted(corpus), len(corpus))
 
 def corpus_texts(corpus) -> dict[str, str]:
     "Each abstract as the retriever sees it, in BEIR's convention: title, space, text."
@@ -45,6 +50,20 @@ def first_chunks(corpus, ids, chunk_size=1000) -> list[Document]:
     first = {}
     for c in chunk_documents(docs, chunk_size=chunk_size, chunk_overlap=0): first.setdefault(c.metadata["doc_id"], c)
     return [first[i] for i in ids]
+
+def per_query_ndcg(Q, D, qids, dids, qrels):
+    "nDCG@10 of each query (rows of `Q`) from its top 10 of the whole corpus `D` (embedtune's own rank_metrics)."
+    import numpy as np
+    from embedtune.evaluate import rank_metrics
+    top = np.argsort(-(Q @ D.T), axis=1)[:, :10]
+    return np.array([rank_metrics([dids[j] for j in row], qrels[q], ks=(10,))["ndcg@10"] for q, row in zip(qids, top)])
+
+def paired_ci(a, b) -> list[float]:
+    "Paired bootstrap 95 % interval of mean(a - b) over queries (scipy.stats.bootstrap, 2,000 resamples)."
+    import numpy as np
+    from scipy.stats import bootstrap
+    r = bootstrap((np.asarray(a) - np.asarray(b),), np.mean, n_resamples=2000, random_state=0, method="percentile")
+    return [round(float(r.confidence_interval.low), 4), round(float(r.confidence_interval.high), 4)]
 
 METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10", "recall@100": "cosine_recall@100"}
 
