@@ -14,8 +14,8 @@ from langchain_core.embeddings import Embeddings
 from .train import base_model_path
 
 # %% auto #0
-__all__ = ['hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'corpus_documents', 'faiss_store',
-           'retrieval_metrics', 'compare_retrievers', 'plot_retrievers']
+__all__ = ['hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'paired_ci', 'corpus_documents', 'faiss_store',
+           'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'plot_retrievers']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -71,6 +71,18 @@ def rank_metrics(ranked:list[str], relevant:set[str], ks=(1, 3, 5, 10)) -> dict[
     m["ndcg@10"] = dcg / sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
     return m
 
+# %% ../nbs/06_evaluate.ipynb #d48f7a34
+def paired_ci(a, b, n_resamples:int=2000, seed:int=0) -> tuple[float, float, float]:
+    "Mean of `a - b` over paired per-query scores, and its 95 % paired bootstrap interval."
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"paired_ci needs the scores of the same queries in the same order, got {a.shape} and {b.shape}.")
+    if len(a) < 2: raise ValueError(f"paired_ci needs at least 2 queries, got {len(a)}.")
+    d = a - b
+    if np.ptp(d) == 0: return float(d[0]), float(d[0]), float(d[0])
+    from scipy.stats import bootstrap
+    ci = bootstrap((d,), np.mean, n_resamples=n_resamples, random_state=seed, method="percentile").confidence_interval
+    return float(d.mean()), float(ci.low), float(ci.high)
+
 # %% ../nbs/06_evaluate.ipynb #c54314d9
 def corpus_documents(corpus:dict[str, str]) -> list[Document]:
     "A dataset's `corpus` {chunk_id: text} as `Document`s with `metadata['id']`."
@@ -85,14 +97,17 @@ def faiss_store(chunks:list[Document], embeddings:Embeddings):
     from langchain_community.vectorstores import FAISS
     return FAISS.from_documents(chunks, embeddings, ids=[c.metadata["id"] for c in chunks])
 
-def retrieval_metrics(ds:dict, embeddings:Embeddings, ks=(1, 3, 5, 10), corpus:dict|None=None) -> dict[str, float]:
-    "Mean retrieval metrics of `embeddings` on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
+def query_metrics(ds:dict, embeddings:Embeddings, ks=(1, 3, 5, 10), corpus:dict|None=None) -> pd.DataFrame:
+    "Retrieval metrics of `embeddings` for each of `ds`'s questions (one row per question id), searching `corpus` (default: `ds['corpus']`)."
     if not ds["questions"]: raise ValueError("The dataset has no questions to evaluate: generate questions for its split first.")
     store = faiss_store(corpus_documents(corpus or ds["corpus"]), embeddings)
     k = max(max(ks), 10)
-    rows = [rank_metrics([d.metadata["id"] for d in store.similarity_search(q, k=k)], set(ds["relevant_contexts"][qid]), ks)
-            for qid, q in ds["questions"].items()]
-    return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+    return pd.DataFrame({qid: rank_metrics([d.metadata["id"] for d in store.similarity_search(q, k=k)], set(ds["relevant_contexts"][qid]), ks)
+                         for qid, q in ds["questions"].items()}).T.rename_axis("question")
+
+def retrieval_metrics(ds:dict, embeddings:Embeddings, ks=(1, 3, 5, 10), corpus:dict|None=None) -> dict[str, float]:
+    "Mean retrieval metrics of `embeddings` on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
+    return {name: float(v) for name, v in query_metrics(ds, embeddings, ks, corpus).mean().items()}
 
 # %% ../nbs/06_evaluate.ipynb #95e1ea4a
 def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, list[int]]|None=None, ks=(1, 3, 5, 10),
