@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).parent))
-from scifact import read_scifact, corpus_texts, per_query_ndcg, paired_ci
+from scifact import read_scifact, corpus_texts, per_query_ndcg, ci95
 from embedtune.core import save_json, load_json
 from embedtune.train import load_model
 
@@ -92,7 +92,7 @@ def main():
         if base is None: base = (secs, nd)
         row = {"backend": name, "corpus_seconds": round(secs, 1), "passages_per_s": round(len(dids) / secs, 1),
                "speedup": round(base[0] / secs, 2), "ndcg@10": round(float(nd.mean()), 4),
-               "ndcg@10_diff": round(float(nd.mean() - base[1].mean()), 4), "diff_ci95": paired_ci(nd, base[1])}
+               "ndcg@10_diff": round(float(nd.mean() - base[1].mean()), 4), "diff_ci95": ci95(nd, base[1])}
         rows.append(row)
         print(f"{name:>11}: {secs:6.1f} s ({row['passages_per_s']} passages/s, {row['speedup']}x), nDCG@10 {row['ndcg@10']:.4f} "
               f"({row['ndcg@10_diff']:+.4f}, 95 % CI {row['diff_ci95']})", flush=True)

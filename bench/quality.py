@@ -18,7 +18,7 @@ import argparse, json, random, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
-from scifact import read_scifact, corpus_texts, first_chunks, style_claims, per_query_ndcg, paired_ci
+from scifact import read_scifact, corpus_texts, first_chunks, style_claims, per_query_ndcg, ci95
 
 RESULTS = Path(__file__).parent/"results"/"quality.json"
 
@@ -98,7 +98,7 @@ def main():
                           "ndcg": nd.round(5).tolist()}
             save_json(rows, rows_file)
             d = nd - base_nd
-            print(f"{name}: nDCG@10 {nd.mean():.4f} vs base {base_nd.mean():.4f}: {d.mean():+.4f} {paired_ci(nd, base_nd)}", flush=True)
+            print(f"{name}: nDCG@10 {nd.mean():.4f} vs base {base_nd.mean():.4f}: {d.mean():+.4f} {ci95(nd, base_nd)}", flush=True)
             del model; free_memory()
     table = []
     for k in counts:
@@ -108,9 +108,9 @@ def main():
         mean = np.mean(per_seed, axis=0)
         table.append({"questions_per_abstract": k, "seeds": [r["seed"] for r in done], "train_pairs": done[0]["train_pairs"],
                       "ndcg@10": round(float(mean.mean()), 4), "base_ndcg@10": round(float(base_nd.mean()), 4),
-                      "diff": round(float((mean - base_nd).mean()), 4), "diff_ci95": paired_ci(mean, base_nd),
+                      "diff": round(float((mean - base_nd).mean()), 4), "diff_ci95": ci95(mean, base_nd),
                       "per_seed_diff": [round(float((x - base_nd).mean()), 4) for x in per_seed],
-                      "per_seed_ci95": [paired_ci(x, base_nd) for x in per_seed]})
+                      "per_seed_ci95": [ci95(x, base_nd) for x in per_seed]})
         print(f"{k} per abstract, seeds {table[-1]['seeds']}: {table[-1]['diff']:+.4f} {table[-1]['diff_ci95']} "
               f"(per seed {table[-1]['per_seed_diff']})")
     save_json({"protocol": f"SciFact dev, covered: {len(qids)} sampled claims (seed 0), questions for the {len(relevant)} abstracts "

@@ -58,12 +58,10 @@ def per_query_ndcg(Q, D, qids, dids, qrels):
     top = np.argsort(-(Q @ D.T), axis=1)[:, :10]
     return np.array([rank_metrics([dids[j] for j in row], qrels[q], ks=(10,))["ndcg@10"] for q, row in zip(qids, top)])
 
-def paired_ci(a, b) -> list[float]:
-    "Paired bootstrap 95 % interval of mean(a - b) over queries (scipy.stats.bootstrap, 2,000 resamples)."
-    import numpy as np
-    from scipy.stats import bootstrap
-    r = bootstrap((np.asarray(a) - np.asarray(b),), np.mean, n_resamples=2000, random_state=0, method="percentile")
-    return [round(float(r.confidence_interval.low), 4), round(float(r.confidence_interval.high), 4)]
+def ci95(a, b) -> list[float]:
+    "The 95 % paired bootstrap interval of mean(a - b) over queries (embedtune's paired_ci), rounded."
+    from embedtune.evaluate import paired_ci
+    return [round(x, 4) for x in paired_ci(a, b)[1:]]
 
 METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10", "recall@100": "cosine_recall@100"}
 
