@@ -17,17 +17,18 @@ from .llm import is_local, default_concurrency
 from .filter import Screened, filter_questions
 
 # %% auto #0
-__all__ = ['QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'task_text', 'prompt_text',
-           'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar', 'avoid_bias',
-           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'retrying', 'ainvoke_retrying', 'asample',
-           'Generated', 'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'build_dataset',
-           'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets']
+__all__ = ['DOCUMENT_TASK', 'QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'task_text',
+           'prompt_text', 'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar',
+           'avoid_bias', 'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'retrying', 'asample', 'Generated',
+           'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'build_dataset', 'write_dataset',
+           'read_dataset', 'to_pairs', 'make_datasets']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
+DOCUMENT_TASK = "Document:\n{context}\n\n{task}"  # the user turn of every question prompt: the chunk first, then the request
 QUESTION_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You write the questions people type into a search engine. Each question is answered by the document "
                "the user gives, and names what it asks about, so that it makes sense to someone who has never seen the document."),
-    ("human", "Document:\n{context}\n\n{task}"),
+    ("human", DOCUMENT_TASK),
 ])
 
 def task_text(n:int, kind:str="search question") -> str:
@@ -55,8 +56,8 @@ def style_prompt(examples:list) -> ChatPromptTemplate:
     shots = "\n".join(f"- {_braces(q)}" for q in queries if q)
     turns = []
     for q, passage in (e for e in examples if not isinstance(e, str)):
-        turns += [("human", _braces(f"Document:\n{passage}\n\n{task_text(1, STYLE_TASK)}")), ("ai", _braces(" ".join(q.split())))]
-    return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", "Document:\n{context}\n\n{task}")])
+        turns += [("human", _braces(DOCUMENT_TASK.format(context=passage, task=task_text(1, STYLE_TASK)))), ("ai", _braces(" ".join(q.split())))]
+    return ChatPromptTemplate.from_messages([("system", _STYLE_SYSTEM + shots), *turns, ("human", DOCUMENT_TASK)])
 
 # %% ../nbs/04_questions.ipynb #3aa9f2d8
 def query_ending(examples:list|None) -> str:
@@ -155,10 +156,6 @@ async def retrying(call, retries:int=4, backoff:float=1.0):
             if attempt == retries or not is_transient(e): raise
             await asyncio.sleep(backoff * 2 ** attempt)
 
-async def ainvoke_retrying(llm, messages, retries:int=4, backoff:float=1.0, **kwargs):
-    "`llm.ainvoke(messages)`, retrying transient errors."
-    return await retrying(lambda: llm.ainvoke(messages, **kwargs), retries, backoff)
-
 # %% ../nbs/04_questions.ipynb #3046a4d7
 def _takes(llm, arg:str) -> bool:
     "True if `llm` accepts call argument `arg` ('n' or 'seed'): the local model and OpenAI-style clients do."
@@ -208,10 +205,10 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
     calls, task = -(-n_questions // per_call), task_text(per_call, STYLE_TASK if examples else "search question")
     kw = call_kwargs(llm, per_call, query_ending(examples), query_length(examples), avoid)
     if temperature is not None: kw["temperature"] = temperature
-    avoid = " ".join(avoid) if "logit_bias" in kw else ""  # part of the cache key: it changes the replies
+    avoided = " ".join(avoid) if "logit_bias" in kw else ""  # part of the cache key: it changes the replies
     sem, mid, ptext, res = asyncio.Semaphore(concurrency or default_concurrency(llm)), model_id(llm), prompt_text(prompt), Generated()
     async def one(c):
-        keys = [cache.key(mid, ptext, c.page_content, per_call, temperature, avoid, seed + i) for i in range(calls)] if use else [None] * calls
+        keys = [cache.key(mid, ptext, c.page_content, per_call, temperature, avoided, seed + i) for i in range(calls)] if use else [None] * calls
         replies = [cache.get(k) for k in keys] if use else [None] * calls
         todo = [i for i, r in enumerate(replies) if r is None]
         res.n_cached += calls - len(todo)
