@@ -6,16 +6,22 @@ Docs: https://embedtune.github.io/embedtune/evaluate.html.md"""
 
 # %% ../nbs/06_evaluate.ipynb #9f8fdb8e
 from __future__ import annotations
-import math, os
+import json, math, os
+from importlib.resources import files
+from pathlib import Path
 import numpy as np
 import pandas as pd
+from pydantic import PrivateAttr
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
 from .train import base_model_path
 
+
 # %% auto #0
-__all__ = ['hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'paired_ci', 'corpus_documents', 'faiss_store',
-           'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'plot_retrievers']
+__all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'paired_ci', 'corpus_documents',
+           'faiss_store', 'BM25Retriever', 'rrf', 'FusedRetriever', 'make_retriever', 'query_metrics',
+           'retrieval_metrics', 'compare_retrievers', 'plot_retrievers', 'verdict', 'read_eval_queries']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -88,42 +94,150 @@ def corpus_documents(corpus:dict[str, str]) -> list[Document]:
     "A dataset's `corpus` {chunk_id: text} as `Document`s with `metadata['id']`."
     return [Document(page_content=text, metadata={"id": cid}) for cid, text in corpus.items()]
 
-def faiss_store(chunks:list[Document], embeddings:Embeddings):
-    "A LangChain FAISS vector store of `chunks`, each of which must carry `metadata['id']`."
+def _with_ids(chunks:list[Document]) -> list[Document]:
     if not chunks: raise ValueError("No chunks to index: load and chunk some documents first.")
     missing = sum("id" not in c.metadata for c in chunks)
     if missing: raise ValueError(f"{missing} of {len(chunks)} chunk(s) lack metadata['id']: make them with "
                                  "embedtune.chunk.chunk_documents (or set the ids yourself) so retrieval can be scored.")
+    return chunks
+
+def faiss_store(chunks:list[Document], embeddings:Embeddings):
+    "A LangChain FAISS vector store of `chunks`, each of which must carry `metadata['id']`."
     from langchain_community.vectorstores import FAISS
-    return FAISS.from_documents(chunks, embeddings, ids=[c.metadata["id"] for c in chunks])
+    return FAISS.from_documents(_with_ids(chunks), embeddings, ids=[c.metadata["id"] for c in chunks])
 
-def query_metrics(ds:dict, embeddings:Embeddings, ks=(1, 3, 5, 10), corpus:dict|None=None) -> pd.DataFrame:
-    "Retrieval metrics of `embeddings` for each of `ds`'s questions (one row per question id), searching `corpus` (default: `ds['corpus']`)."
+
+# %% ../nbs/06_evaluate.ipynb #7ce112e0
+class BM25Retriever(BaseRetriever):
+    "Keyword search (BM25 via `bm25s`, stemmed) over `docs`, returning the top `k`; `language` picks stop words and stemmer."
+    docs: list[Document]
+    k: int = 10
+    language: str = "english"
+    _index: object = PrivateAttr(None)
+    _stem: object = PrivateAttr(None)
+
+    def model_post_init(self, _):
+        import bm25s, Stemmer
+        self._stem = Stemmer.Stemmer(self.language).stemWords
+        self._index = bm25s.BM25()
+        self._index.index(self._tokens([d.page_content for d in self.docs]), show_progress=False)
+
+    def _tokens(self, texts:list[str]):
+        import bm25s
+        return bm25s.tokenize(texts, stopwords=self.language, stemmer=self._stem, show_progress=False)
+
+    def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
+        idx, _ = self._index.retrieve(self._tokens([query]), k=min(self.k, len(self.docs)), show_progress=False)
+        return [self.docs[i] for i in idx[0]]
+
+
+# %% ../nbs/06_evaluate.ipynb #32e0d1ec
+def rrf(rankings:list[list[str]], c:int=60) -> list[str]:
+    "Reciprocal rank fusion: the ids of `rankings`, ordered by the sum over rankings of 1 / (`c` + rank)."
+    score = {}
+    for ranking in rankings:
+        for rank, i in enumerate(ranking, 1): score[i] = score.get(i, 0.0) + 1 / (c + rank)
+    return sorted(score, key=score.get, reverse=True)
+
+class FusedRetriever(BaseRetriever):
+    "The top `k` chunks of several `retrievers` fused by reciprocal rank fusion over `metadata['id']`."
+    retrievers: list[BaseRetriever]
+    k: int = 10
+
+    def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
+        found = [r.invoke(query) for r in self.retrievers]
+        by_id = {d.metadata["id"]: d for docs in found for d in docs}
+        return [by_id[i] for i in rrf([[d.metadata["id"] for d in docs] for docs in found])[:self.k]]
+
+def make_retriever(chunks:list[Document], using, k:int=10, depth:int=100) -> BaseRetriever:
+    "Top-`k` retriever over `chunks`: dense with `using` embeddings, `'bm25'`, or a list of these fused (each searching `depth`)."
+    if isinstance(using, (list, tuple)):
+        return FusedRetriever(retrievers=[make_retriever(chunks, u, max(k, depth)) for u in using], k=k)
+    if isinstance(using, str):
+        if using.lower() != "bm25": raise ValueError(f"Unknown retriever {using!r}: pass embeddings, 'bm25', or a list of these to fuse.")
+        return BM25Retriever(docs=_with_ids(chunks), k=k)
+    return faiss_store(chunks, using).as_retriever(search_kwargs={"k": k})
+
+
+# %% ../nbs/06_evaluate.ipynb #913aebf4
+def query_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -> pd.DataFrame:
+    "Metrics of retriever `using` (see `make_retriever`) for each of `ds`'s questions (one row per id), searching `corpus` (default: `ds['corpus']`)."
     if not ds["questions"]: raise ValueError("The dataset has no questions to evaluate: generate questions for its split first.")
-    store = faiss_store(corpus_documents(corpus or ds["corpus"]), embeddings)
-    k = max(max(ks), 10)
-    return pd.DataFrame({qid: rank_metrics([d.metadata["id"] for d in store.similarity_search(q, k=k)], set(ds["relevant_contexts"][qid]), ks)
-                         for qid, q in ds["questions"].items()}).T.rename_axis("question")
+    retriever = make_retriever(corpus_documents(corpus or ds["corpus"]), using, k=max(max(ks), 10))
+    ranked = [retriever.invoke(q) for q in ds["questions"].values()]
+    return pd.DataFrame({qid: rank_metrics([d.metadata["id"] for d in docs], set(ds["relevant_contexts"][qid]), ks)
+                         for qid, docs in zip(ds["questions"], ranked)}).T.rename_axis("question")
 
-def retrieval_metrics(ds:dict, embeddings:Embeddings, ks=(1, 3, 5, 10), corpus:dict|None=None) -> dict[str, float]:
-    "Mean retrieval metrics of `embeddings` on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
-    return {name: float(v) for name, v in query_metrics(ds, embeddings, ks, corpus).mean().items()}
+def retrieval_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -> dict[str, float]:
+    "Mean retrieval metrics of retriever `using` (see `make_retriever`) on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
+    return {name: float(v) for name, v in query_metrics(ds, using, ks, corpus).mean().items()}
+
 
 # %% ../nbs/06_evaluate.ipynb #95e1ea4a
 def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, list[int]]|None=None, ks=(1, 3, 5, 10),
-                       corpus:dict|None=None) -> pd.DataFrame:
-    "One row of retrieval metrics per model (and per extra Matryoshka size in `dims[name]`), same questions and chunks."
-    rows = {}
-    for name, emb in models.items():
-        t = emb if isinstance(emb, Truncated) else Truncated(emb)
-        rows[name] = retrieval_metrics(ds, t, ks, corpus)
-        for d in (dims or {}).get(name, []): rows[f"{name} @{d}"] = retrieval_metrics(ds, t.at(d), ks, corpus)
-    return pd.DataFrame(rows).T.rename_axis("retriever")
+                       corpus:dict|None=None, bm25:bool=True, per_query:bool=False) -> pd.DataFrame:
+    "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks."
+    scores, models = {}, {name: e if isinstance(e, Truncated) else Truncated(e) for name, e in models.items()}  # each text encoded once
+    for name, t in models.items():
+        scores[name] = query_metrics(ds, t, ks, corpus)
+        for d in (dims or {}).get(name, []): scores[f"{name} @{d}"] = query_metrics(ds, t.at(d), ks, corpus)
+    if bm25:
+        scores["BM25"] = query_metrics(ds, "bm25", ks, corpus)
+        for name, t in models.items(): scores[f"{name} + BM25"] = query_metrics(ds, [t, "bm25"], ks, corpus)
+    per = pd.concat(scores, names=["retriever", "question"])
+    return per if per_query else per.groupby(level="retriever", sort=False).mean()
 
 def plot_retrievers(df:pd.DataFrame, metrics=("hit_rate@5", "mrr@10", "ndcg@10"), title:str="Retrieval on the test split"):
     "Grouped bar chart of `metrics` per retriever; returns the matplotlib figure."
     import matplotlib.pyplot as plt
-    ax = df[list(metrics)].plot.bar(figsize=(max(6, 1.2 * len(df)), 4), ylim=(0, 1.05), rot=20, title=title)
+    ax = df[list(metrics)].plot.bar(figsize=(max(6, 1.1 * len(df)), 4), ylim=(0, 1.05), rot=20, title=title)
     ax.set_ylabel("score"); ax.legend(loc="lower right"); ax.grid(axis="y", alpha=.3)
     plt.tight_layout()
     return ax.figure
+
+
+# %% ../nbs/06_evaluate.ipynb #0d69a701
+def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidate:str="fine-tuned",
+            baseline:str="base") -> dict:
+    "Whether `candidate` beats `baseline` on `compare_retrievers(..., per_query=True)` scores (95 % CI of `metric` above 0), and the best retriever."
+    diff, low, high = paired_ci(scores.loc[candidate][metric], scores.loc[baseline][metric])
+    means = scores[metric].groupby(level="retriever", sort=False).mean()
+    better, n, best = low > 0, len(scores.loc[baseline]), str(means.idxmax())
+    what = "better than" if better else "worse than" if high < 0 else "not clearly better than"
+    reason = (f"On {judged_on} ({n} queries) {candidate} is {what} {baseline}: {metric} {means[baseline]:.3f} → "
+              f"{means[candidate]:.3f}, difference {diff:+.3f} (95 % CI {low:+.3f} to {high:+.3f}); use {candidate if better else baseline}. "
+              f"Best retriever: {best} ({means[best]:.3f}).")
+    return {"use": candidate if better else baseline, "better": bool(better), "judged_on": judged_on, "queries": n, "metric": metric,
+            "diff": round(diff, 4), "ci95": [round(low, 4), round(high, 4)], "best": best,
+            "means": {k: round(float(v), 4) for k, v in means.items()}, "reason": reason}
+
+
+# %% ../nbs/06_evaluate.ipynb #df52b9b9
+DEMO_QUERIES = files("embedtune")/"data"/"python_queries.jsonl"  # 26 labelled queries for the demo corpus
+
+def read_eval_queries(path, chunks:list[Document], min_queries:int=20) -> dict:
+    "Labelled real queries from JSONL `path` (`{'query': str, 'relevant': [source or chunk id, ...]}` per line) as a dataset over `chunks`."
+    by_source, ids = {}, {c.metadata["id"] for c in _with_ids(chunks)}
+    for c in chunks: by_source.setdefault(str(c.metadata.get("source", "")), []).append(c.metadata["id"])
+    def resolve(r:str) -> list[str]:
+        if r in ids: return [r]
+        return by_source.get(r) or [i for s, cs in by_source.items() if s.endswith("/" + r.lstrip("./")) for i in cs]
+    questions, relevant = {}, {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip(): continue
+        where = f"{path}, line {n}"
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f'{where} is not JSON ({e.msg}): write {{"query": "...", "relevant": ["..."]}}.') from None
+        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row["query"].strip():
+            raise ValueError(f'{where}: needs "query", the question as a user typed it (a non-empty string).')
+        rel = [row["relevant"]] if isinstance(row.get("relevant"), str) else row.get("relevant")
+        if not rel or not isinstance(rel, list) or not all(isinstance(r, str) for r in rel):
+            raise ValueError(f'{where}: needs "relevant", a list of the sources (paths or URLs as loaded) or chunk ids that answer it.')
+        unknown = [r for r in rel if not resolve(r)]
+        if unknown: raise ValueError(f"{where}: {unknown} match no loaded source and no chunk id (sources look like "
+                                     f"{next(iter(by_source))!r}): fix the name or load that document.")
+        questions[f"real-{n}"], relevant[f"real-{n}"] = row["query"].strip(), list(dict.fromkeys(i for r in rel for i in resolve(r)))
+    if len(questions) < min_queries:
+        raise ValueError(f"{path} has {len(questions)} labelled queries; write at least {min_queries}, or a difference cannot be told from noise.")
+    return {"questions": questions, "relevant_contexts": relevant, "corpus": {c.metadata["id"]: c.page_content for c in chunks}}
+
