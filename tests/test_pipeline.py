@@ -5,6 +5,32 @@ import pytest
 from stubs import StubOpenAI, serve_openai
 
 VIBE = ["What does a retriever return?"]
+# Real queries about nbs/files, labelled by hand with the file that answers them (as the pipeline's eval_queries)
+REAL = [("how much memory does a laptop need for a seven billion parameter model", "local-models.html"),
+        ("why quantise weights to four bits", "local-models.html"),
+        ("does running two requests at once on one local model help", "local-models.html"),
+        ("how fast does MiniLM encode passages on a CPU", "local-models.html"),
+        ("why do small models break the numbered list format", "local-models.html"),
+        ("what does RAG do when the answer is not in the passages", "retrieval-year.html"),
+        ("why add overlap between chunks", "retrieval-year.html"),
+        ("are long chunks bad for embeddings", "retrieval-year.html"),
+        ("is retrieval or generation to blame for wrong answers", "retrieval-year.html"),
+        ("why are scores on synthetic test questions optimistic", "retrieval-year.html"),
+        ("cut a 384 dimensional vector to 64 dimensions", "sample.md"),
+        ("how is the matryoshka loss computed at several sizes", "sample.md"),
+        ("what does matryoshka representation learning do", "sample.md"),
+        ("smaller embeddings for a faster index", "sample.md"),
+        ("what does fine-tuning do to a question and its passage", "sample.pdf"),
+        ("what do embedding models turn text into", "sample.pdf"),
+        ("what does a retriever give back for a query", "sample.pdf"),
+        ("which passages are negatives in multiple negatives ranking loss", "sample.txt"),
+        ("why are bigger batches better for contrastive loss", "sample.txt"),
+        ("duplicate passages in a batch become false negatives", "sample.txt")]
+
+
+def write_queries(path, rows):
+    path.write_text("".join(json.dumps({"query": q, "relevant": [r]}) + "\n" for q, r in rows))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +50,7 @@ def run_pipeline(root, out, cache, **params):
 
 
 def test_pipeline_end_to_end(root, tmp_path, tiny):
-    m = run_pipeline(root, tmp_path/"a", tmp_path/"cache", **tiny)
+    m = run_pipeline(root, tmp_path/"a", tmp_path/"cache", **tiny, eval_queries=write_queries(tmp_path/"real.jsonl", REAL))
     out = tmp_path/"a"
     assert json.loads((out/"params.json").read_text())["chunk_size"] == 300
     asked = {"train": 8, "val": 2, "test": 2}
@@ -42,9 +68,17 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     t = m["training"]  # by default the seed's recipe: every question, plain pairs, MultipleNegativesRankingLoss
     assert t["dims"] == [384, 256, 128, 64] and (t["negatives"], t["loss"], t["round_trip_dropped"]) == (False, "MultipleNegativesRankingLoss", 0)
     assert t["train_pairs"] == m["datasets"]["train"]["questions"] and m["recommended"] in ("base", "fine-tuned")
-    assert list(m["retrieval"]) == ["base", "fine-tuned", "fine-tuned @256", "fine-tuned @128", "fine-tuned @64"]
+    assert list(m["retrieval"]) == ["base", "fine-tuned", "fine-tuned @256", "fine-tuned @128", "fine-tuned @64",
+                                    "BM25", "base + BM25", "fine-tuned + BM25"]
     assert all(0 <= r["ndcg@10"] <= 1 and 0 <= r["hit_rate@5"] <= 1 for r in m["retrieval"].values())
-    assert m["verdict"] in ("better", "NOT better") and m["peak_memory_gb"] > 0
+    # the real queries validate training and judge the models, over every chunk; the verdict follows its interval
+    assert list(m["real_queries"]) == ["base", "fine-tuned", "BM25", "base + BM25", "fine-tuned + BM25"]
+    v = m["verdict"]
+    assert (v["judged_on"], v["queries"], v["metric"]) == ("the labelled real queries", 20, "ndcg@10")
+    assert m["recommended"] == v["use"] == ("fine-tuned" if v["ci95"][0] > 0 else "base")
+    assert v["means"]["BM25"] == round(m["real_queries"]["BM25"]["ndcg@10"], 4) and (out/"real_queries.png").exists()
+    assert t["val_before"]["eval_val_cosine_ndcg@10"] == pytest.approx(m["real_queries"]["base"]["ndcg@10"], abs=1e-4)
+    assert m["peak_memory_gb"] > 0
     assert [row["question"] for row in m["vibe_check"]] == VIBE and all(row["base"] and row["fine-tuned"] for row in m["vibe_check"])
     assert (m["rag"]["mode"], m["rag"]["k"], m["rag"]["questions"], list(m["rag"]["ragas"])) == ("offline", 2, 2, ["base", "fine-tuned"])
     assert {"id_based_context_recall", "id_based_context_precision"} <= set(m["rag"]["ragas"]["base"])
@@ -53,6 +87,7 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     m2 = run_pipeline(root, tmp_path/"b", tmp_path/"cache", **{**tiny, "max_train_chunks": 10, "epochs": 2, "rag": False})
     assert (m2["datasets"]["train"]["cached replies"], m2["datasets"]["train"]["requests"]) == (16, 2)
     assert m2["training"]["epochs"] == 2 and "rag" not in m2
+    assert m2["verdict"]["judged_on"] == "the synthetic test questions" and "real_queries" not in m2
     # every training option on (round trip, hard negatives, guided loss), chunks as long as the model reads, and the
     # questions from an OpenAI-compatible server (a stand-in for vLLM) with many requests at once, in the users' style
     stub = StubOpenAI()
@@ -67,3 +102,12 @@ def test_pipeline_end_to_end(root, tmp_path, tiny):
     calls = sum(m3["datasets"][split]["requests"] for split in ("train", "val", "test"))
     assert len(stub.requests) == calls > 8 and {r["model"] for r in stub.requests} == {"my-vllm-model"}
     assert "- Why chunk documents?" in stub.requests[0]["messages"][0]["content"]
+
+
+def test_pipeline_refuses_bad_eval_queries_before_writing(root, tmp_path, tiny):
+    rows = [json.dumps({"query": q, "relevant": [r]}) for q, r in REAL]
+    rows[2] = json.dumps({"query": "what is in the appendix", "relevant": ["appendix.md"]})
+    (tmp_path/"real.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(AssertionError, match=r"line 3: \['appendix.md'\] match no loaded source"):
+        run_pipeline(root, tmp_path/"a", tmp_path/"cache", **tiny, eval_queries=str(tmp_path/"real.jsonl"))
+    assert not (tmp_path/"a"/"train_dataset.json").exists() and not (tmp_path/"cache").exists()  # no question was asked
