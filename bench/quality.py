@@ -100,10 +100,11 @@ def main():
     rows = load_json(rows_file) if rows_file.exists() else {}
     base_nd = np.array(fixed["base"]["ndcg"])
     for k in counts:
-        g = generate_questions(chunks, llm, k, progress=False, **style)  # all replies cached by the run above
-        is_val = lambda c: c.metadata["doc_id"] in set(val_ids)
-        train = build_dataset([c for c in chunks if not is_val(c)], g)
-        val = build_dataset([c for c in chunks if is_val(c)], g)
+        parts = {"train": [c for c in chunks if c.metadata["doc_id"] not in set(val_ids)],
+                 "val": [c for c in chunks if c.metadata["doc_id"] in set(val_ids)]}
+        gens = {p: generate_questions(cs, llm, k, progress=False, **style) for p, cs in parts.items()}  # cached by the run above
+        train, val = (build_dataset(parts[p], gens[p]) for p in ("train", "val"))
+        g = gens["train"]
         for s in seeds:
             name = f"q{k}_seed{s}" + ("" if a.recipe == "default" else f"_{a.recipe}")
             if name in rows: continue
@@ -141,12 +142,17 @@ def main():
         extra = f"vs {r['compared_with']} {r['diff']:+.4f} {r['diff_ci95']}, per seed {r['per_seed_diff']}" if "compared_with" in r else \
                 f"vs base {r['diff_vs_base']:+.4f} {r['diff_ci95']}"
         print(f"{r['retriever']:<32} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}  {extra}")
+    # rows of earlier runs whose per-claim scores are not here (another machine) stay in the table, marked as such
+    earlier = load_json(RESULTS) if RESULTS.exists() else {}
+    names = {r["retriever"] for r in table}
+    table += [dict(r, carried_from=r.get("carried_from", earlier.get("date"))) for r in earlier.get("rows", []) if r["retriever"] not in names]
+    writing = {**earlier.get("writing", {}), **{p.stem: load_json(p) for p in sorted(out.glob("writing*.json"))}}
     save_json({"protocol": f"SciFact dev, covered: {len(qids)} sampled claims (seed 0), questions for the {len(relevant)} abstracts "
                            f"relevant to them and {len(others)} random others; the pipeline's default writer and recipe; "
                            "nDCG@10 and Recall@100 per claim against the whole corpus (5,183 abstracts); fine-tuned rows average "
                            "each claim over the seeds; paired bootstrap 95 % CI over claims; hybrids: reciprocal rank fusion (c=60) "
                            "of the top 100 of each", "date": time.strftime("%Y-%m-%d"),
-               "writing": {p.stem: load_json(p) for p in sorted(out.glob("writing*.json"))}, "rows": table}, RESULTS)
+               "writing": writing, "rows": table}, RESULTS)
     print(f"wrote {RESULTS}")
 
 
