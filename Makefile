@@ -2,6 +2,7 @@
 #   make run    # the main job on the offline defaults (creates .venv first if needed)
 #   make test   # the notebook tests and pytest
 #   make docs   # the documentation site, offline, into _site/
+#   make lab    # JupyterLab on the notebooks, with this project's .venv as the kernel
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,19 +17,21 @@ STAMP := $(VENV)/.installed
 RUN ?= runs/$(shell date +%Y%m%d-%H%M%S)
 P ?=
 
-.PHONY: install run test export docs
+.PHONY: install run test export docs lab
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install "$(TORCH)" -e ".[local,dev]"
+	$(PY) -m pip install "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
 	touch $(STAMP)
 
-# Each run writes its own folder under runs/; extra papermill parameters: make run P="-p max_chunks 40"
+# Each run writes its own folder under runs/; extra papermill parameters: make run P="-p max_chunks 40".
+# The terminal shows each cell's printed output as it comes and live bars for the long steps (EMBEDTUNE_PROGRESS).
 run: $(STAMP)
 	mkdir -p $(RUN)
-	$(VENV)/bin/papermill nbs/pipelines/finetune.ipynb $(RUN)/finetune.ipynb -p out_dir $(RUN) $(P)
+	EMBEDTUNE_PROGRESS=terminal $(VENV)/bin/papermill --log-output --no-progress-bar \
+	  nbs/pipelines/finetune.ipynb $(RUN)/finetune.ipynb -p out_dir $(RUN) $(P)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
@@ -42,3 +45,9 @@ export: $(STAMP)
 # The docs site without Quarto: _site/. `make docs DOCS_RUN=runs/<id>` also shows that run's outputs on the tutorial page
 docs: $(STAMP)
 	VENV=$(VENV) bash tools/build_docs.sh $(if $(DOCS_RUN),--run $(DOCS_RUN))
+
+# JupyterLab on nbs/, its kernel the .venv's Python (the server's own; as root, e.g. in a container, --allow-root);
+# on a remote machine: make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)

@@ -6,12 +6,13 @@ Docs: https://embedtune.github.io/embedtune/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #ec4f06fa
 from __future__ import annotations
-import argparse, ast, itertools, re, sys, time
+import argparse, ast, itertools, os, re, sys, time
+from unittest.mock import patch
 from importlib.resources import files
 from pathlib import Path
 import pandas as pd
 import yaml
-from .core import load_json, save_json
+from .core import PROGRESS_ENV, load_json, save_json
 
 # %% auto #0
 __all__ = ['PIPELINE', 'pipeline_params', 'parse_param', 'run_name', 'RunFailed', 'run_pipeline', 'grid_runs', 'sweep_table',
@@ -58,13 +59,16 @@ def run_name(params:dict, defaults:dict|None=None) -> str:
 class RunFailed(RuntimeError): "A pipeline run stopped with an error; its folder keeps what was done."
 
 def run_pipeline(params:dict|None=None, runs_dir="runs", out_dir=None, progress:bool=True) -> Path:
-    "Execute the pipeline notebook with `params` into a new run folder; returns the folder."
+    "Execute the pipeline notebook with `params` into a new run folder (`progress`: its printed output and bars shown here); returns the folder."
     import papermill as pm
     params = dict(params or {})
     out = Path(out_dir or Path(runs_dir)/run_name(params))
     out.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(PIPELINE), str(out/"finetune.ipynb"), parameters={**params, "out_dir": str(out)},
-                             progress_bar=progress, cwd=str(Path.cwd()))
+    shown = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if progress else {}
+    try:
+        with patch.dict(os.environ, {PROGRESS_ENV: "terminal"} if progress else {}):  # the kernel inherits it
+            pm.execute_notebook(str(PIPELINE), str(out/"finetune.ipynb"), parameters={**params, "out_dir": str(out)},
+                                progress_bar=False, cwd=str(Path.cwd()), **shown)
     except pm.PapermillExecutionError as e:
         raise RunFailed(f"The run stopped at cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                         f"What was done is in {out} (the executed notebook shows the error in place).") from None

@@ -10,7 +10,8 @@ import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, sys, t
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['stable_hash', 'cache_dir', 'save_json', 'load_json', 'free_memory', 'in_colab', 'serve_folder']
+__all__ = ['PROGRESS_ENV', 'stable_hash', 'cache_dir', 'save_json', 'load_json', 'free_memory', 'in_colab',
+           'progress_on_terminal', 'terminal_stream', 'progress', 'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -53,6 +54,28 @@ def free_memory():
 def in_colab() -> bool:
     "True when running inside Google Colab."
     return "google.colab" in sys.modules
+
+# %% ../nbs/00_core.ipynb #6447f1a6
+PROGRESS_ENV = "EMBEDTUNE_PROGRESS"
+
+def progress_on_terminal() -> bool:
+    "True when progress bars go to the terminal (`$EMBEDTUNE_PROGRESS` is `terminal`)."
+    return os.environ.get(PROGRESS_ENV, "").strip().lower() == "terminal"
+
+@functools.cache
+def terminal_stream():
+    "The stderr this process started with: past ipykernel's capture (which sends it to the notebook), else `sys.__stderr__`."
+    fd = getattr(sys.stderr, "_original_stdstream_copy", None)  # ipykernel keeps the terminal's stderr here
+    return os.fdopen(os.dup(fd), "w", buffering=1) if isinstance(fd, int) else sys.__stderr__
+
+def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="it", disable:bool=False):
+    "A tqdm bar: in the notebook, or on the terminal during a batch run (`progress_on_terminal`)."
+    if progress_on_terminal():
+        from tqdm.std import tqdm
+        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=terminal_stream(), mininterval=1,
+                    dynamic_ncols=True)
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)
 
 # %% ../nbs/00_core.ipynb #179ab8a3
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -15,6 +15,7 @@ from pydantic import PrivateAttr
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
+from .core import progress
 from .train import base_model_path
 
 
@@ -177,13 +178,10 @@ def retrieval_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -
 def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, list[int]]|None=None, ks=(1, 3, 5, 10),
                        corpus:dict|None=None, bm25:bool=True, per_query:bool=False) -> pd.DataFrame:
     "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks."
-    scores, models = {}, {name: e if isinstance(e, Truncated) else Truncated(e) for name, e in models.items()}  # each text encoded once
-    for name, t in models.items():
-        scores[name] = query_metrics(ds, t, ks, corpus)
-        for d in (dims or {}).get(name, []): scores[f"{name} @{d}"] = query_metrics(ds, t.at(d), ks, corpus)
-    if bm25:
-        scores["BM25"] = query_metrics(ds, "bm25", ks, corpus)
-        for name, t in models.items(): scores[f"{name} + BM25"] = query_metrics(ds, [t, "bm25"], ks, corpus)
+    models = {name: e if isinstance(e, Truncated) else Truncated(e) for name, e in models.items()}  # each text encoded once
+    rows = [row for name, t in models.items() for row in [(name, t), *((f"{name} @{d}", t.at(d)) for d in (dims or {}).get(name, []))]]
+    if bm25: rows += [("BM25", "bm25")] + [(f"{name} + BM25", [t, "bm25"]) for name, t in models.items()]
+    scores = {name: query_metrics(ds, using, ks, corpus) for name, using in progress(rows, desc="Evaluating", unit="retriever")}
     per = pd.concat(scores, names=["retriever", "question"])
     return per if per_query else per.groupby(level="retriever", sort=False).mean()
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
-from tqdm.auto import tqdm
-from .core import cache_dir, stable_hash, save_json, load_json
+from .core import cache_dir, stable_hash, save_json, load_json, progress as progress_bar
 from .llm import is_local, default_concurrency
 from .filter import Screened, filter_questions
 
@@ -235,7 +234,7 @@ async def _run_all(coros, desc, progress, cache):
     "Await `coros` with a progress bar; on the first error cancel the rest and say how to resume."
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
-        for t in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc=desc, unit="chunk", disable=not progress): await t
+        for t in progress_bar(asyncio.as_completed(tasks), total=len(tasks), desc=desc, unit="chunk", disable=not progress): await t
     except Exception as e:
         where = f"are cached in {cache.path}; rerun to resume" if cache is not False else "were not cached (cache=False)"
         raise RuntimeError(f"{desc} stopped: {type(e).__name__}: {e}. Replies received so far {where}.") from e

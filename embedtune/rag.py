@@ -12,6 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
+from .core import progress
 from .llm import default_concurrency
 
 # %% auto #0
@@ -56,8 +57,10 @@ def chain_concurrency(chain) -> int:
 # %% ../nbs/07_rag.ipynb #8f2f2544
 def answer_all(chain, questions:list[str], max_concurrency:int|None=None) -> list[dict]:
     "Run `chain` on each question, at most `max_concurrency` at once (default: what the chain allows)."
-    n = max_concurrency or chain_concurrency(chain)
-    return chain.batch([{"question": q} for q in questions], config={"max_concurrency": n})
+    n, out = max_concurrency or chain_concurrency(chain), [None] * len(questions)
+    done = chain.batch_as_completed([{"question": q} for q in questions], config={"max_concurrency": n})
+    for i, o in progress(done, total=len(questions), desc="Answering", unit="question"): out[i] = o
+    return out
 
 # %% ../nbs/07_rag.ipynb #c23f27df
 SEED_VIBE_QUESTIONS = ["What is an agent?", "Who has produced better models than GPT-3?",

@@ -16,11 +16,13 @@ from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import mine_hard_negatives
+from transformers import TrainerCallback
+from .core import progress, progress_on_terminal
 from .questions import to_pairs
 
 # %% auto #0
 __all__ = ['OFFLINE_BASE_MODEL', 'base_model_path', 'load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator', 'source_ranks',
-           'round_trip', 'hard_negatives', 'training_args', 'fine_tune', 'recommend', 'push_model']
+           'round_trip', 'hard_negatives', 'training_args', 'TerminalProgress', 'fine_tune', 'recommend', 'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
 OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds
@@ -104,6 +106,14 @@ def training_args(out_dir, epochs:int=3, batch_size:int=16, lr:float=2e-5, seed:
         batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy="epoch" if evaluate else "no", save_strategy="no",
         logging_strategy="epoch", report_to="none", **kwargs)
 
+# %% ../nbs/05_train.ipynb #4f1fb9bb
+class TerminalProgress(TrainerCallback):
+    "Training steps on `progress`'s bar (the first process only)."
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = progress(total=state.max_steps, desc="Training", unit="step", disable=not state.is_world_process_zero)
+    def on_step_end(self, args, state, control, **kwargs): self.bar.update(state.global_step - self.bar.n)
+    def on_train_end(self, args, state, control, **kwargs): self.bar.close()
+
 # %% ../nbs/05_train.ipynb #c625f845
 def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
               lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None, **kwargs) -> dict:
@@ -112,8 +122,11 @@ def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_
     if len(pairs) < 2: raise ValueError(f"Only {len(pairs)} training pair(s): generate questions for more train chunks.")
     loss = build_loss(model, dims, guide)
     evaluator = ir_evaluator(val, "val", batch_size=batch_size) if val and val["questions"] else None
-    args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None, **kwargs)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator)
+    on_terminal = progress_on_terminal()  # a batch run: the steps on the terminal, not in the run's notebook
+    args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None,
+                         **{"disable_tqdm": on_terminal, **kwargs})
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator,
+                                         callbacks=[TerminalProgress()] if on_terminal else None)
     before = trainer.evaluate() if evaluator else {}
     t = time.time()
     out = trainer.train()
