@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 RUN ?= runs/$(shell date +%Y%m%d-%H%M%S)
 P ?=
 
-.PHONY: install run test export docs lab
+.PHONY: install run test export docs lab tutorial
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -42,9 +42,13 @@ export: $(STAMP)
 	$(VENV)/bin/nbdev-clean
 	$(PY) tools/make_readme.py
 
-# The docs site without Quarto: _site/. `make docs DOCS_RUN=runs/<id>` also shows that run's outputs on the tutorial page
+# The docs site without Quarto: _site/, the tutorial with the outputs kept by `make tutorial` (or: DOCS_RUN=runs/<id>)
 docs: $(STAMP)
 	VENV=$(VENV) bash tools/build_docs.sh $(if $(DOCS_RUN),--run $(DOCS_RUN))
+
+# The tutorial page's outputs: a run on the defaults, slimmed into nbs/_run/finetune.ipynb (commit it; < 500 KB)
+tutorial: $(STAMP)
+	run=runs/tutorial-$$(date +%Y%m%d-%H%M%S) && $(MAKE) run RUN=$$run && $(PY) tools/tutorial_run.py $$run
 
 # JupyterLab on nbs/, its kernel the .venv's Python (the server's own; as root, e.g. in a container, --allow-root);
 # on a remote machine: make lab LAB_ARGS="--no-browser --port 8890"

@@ -40,6 +40,8 @@ def openai_embeddings(model:str="text-embedding-3-small", **kwargs):
     if not os.environ.get("OPENAI_API_KEY") and not kwargs.get("base_url"):
         raise EnvironmentError(f"{model} needs OPENAI_API_KEY in the environment.")
     from langchain_openai import OpenAIEmbeddings
+    # tiktoken's tables (downloaded at first use) count OpenAI's tokens only: another server's model sends texts as they are
+    if kwargs.get("base_url"): kwargs.setdefault("check_embedding_ctx_length", False)
     return OpenAIEmbeddings(model=model, **kwargs)
 
 # %% ../nbs/06_evaluate.ipynb #a0913e80

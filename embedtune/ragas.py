@@ -122,6 +122,7 @@ def openai_judge(model:str="gpt-4o", embedding_model:str="text-embedding-3-small
     llm = openai_chat_model(model, **kwargs)  # a clear error without OPENAI_API_KEY (or base_url)
     conn = {k: kwargs[k] for k in ("base_url", "api_key", "timeout", "max_retries", "organization", "default_headers") if k in kwargs}
     conn.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")
+    if "base_url" in conn: conn["check_embedding_ctx_length"] = False  # no tiktoken (OpenAI's tokens) for another server
     emb = OpenAIEmbeddings(model=embedding_model, **conn)  # the same server and connection settings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

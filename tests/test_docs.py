@@ -164,6 +164,7 @@ PAGE_JS = r"""
     h1: [...document.querySelectorAll("h1")].map(h => h.textContent.trim()),
     headings: [...main.querySelectorAll("h1,h2,h3,h4,h5,h6")].map(h => h.textContent),
     text_length: main.innerText.length,
+    text: main.innerText,
     tables: [...main.querySelectorAll("table")].map(t => t.rows.length),
     images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
                             local: new URL(i.currentSrc || i.src, location.href).origin === here,
@@ -304,6 +305,29 @@ def test_home_and_tutorial_open_in_colab(pages, base_url):
         colab = [l for l in pages[f"{base_url}/{page}"]["links"] if l.startswith(prefix)]
         assert colab, f"{page}: no link to {prefix}...: add the Open in Colab badge"
         for l in colab: assert (ROOT/l[len(prefix):]).is_file(), f"{page}: the Colab link {l} names no notebook in the repo"
+
+
+# What a reader of the tutorial must see from a real run, by the id of the cell that shows it
+RUN_OUTPUTS = {"49a6af2a": "sample questions", "3956e893": "the retrieval table and plots"}
+
+
+def test_tutorial_shows_a_real_run(pages, base_url):
+    "The tutorial page carries the outputs of a default run kept in nbs/_run/ (small): sample questions, metrics table, plots."
+    kept = NBS/"_run"/"finetune.ipynb"
+    assert kept.exists(), "no kept run: `make tutorial`, then commit nbs/_run/finetune.ipynb"
+    assert kept.stat().st_size < 500_000, f"{kept} is {kept.stat().st_size:,} bytes: keep it under 500 KB"
+    cells = lambda nb: {c.get("id"): c for c in json.loads(nb.read_text(encoding="utf-8"))["cells"]}
+    ran, now = cells(kept), cells(NBS/"pipelines"/"finetune.ipynb")
+    for cid, what in RUN_OUTPUTS.items():
+        assert ran[cid]["outputs"], f"the kept run shows no {what} (cell {cid})"
+        assert "".join(ran[cid]["source"]).strip() == "".join(now[cid]["source"]).strip(), \
+            f"the cell showing {what} ({cid}) changed since the kept run: `make tutorial` refreshes it"
+    page = pages[f"{base_url}/{page_path(NBS/'pipelines'/'finetune.ipynb')}"]
+    sample = re.search(r"<td>(.+?)</td>", "".join(ran["49a6af2a"]["outputs"][0]["data"]["text/html"])).group(1)
+    assert unescape(sample) in page["text"], f"the page does not show the sample question {sample!r}"
+    assert sum(rows >= 3 for rows in page["tables"]) >= 2, f"too few tables with rows on the tutorial: {page['tables']}"
+    plots = [i for i in page["images"] if i["src"].startswith("data:image/png") or i["src"].endswith(".png")]
+    assert len(plots) >= 2 and all(i["ok"] and i["shown"] for i in plots), f"the run's plots do not render: {[(i['src'][:40], i['ok'], i['shown']) for i in plots]}"
 
 
 def test_internal_links_resolve(pages, base_url, capsys):

@@ -20,9 +20,9 @@ Adaptations of `_proc/` for smalldocs, which Quarto does not need:
 - keys that only Quarto reads (`format.commonmark`, `keep-md`, `format-links`) are dropped from the copies in
   `_proc/`, so that `smalldocs render --strict` fails on any other warning.
 
-`--run runs/<id>`: show the outputs of a finished `make run` on the tutorial page. The run's executed copy of
-`pipelines/finetune.ipynb` replaces the outputless one (nothing is executed); the run must have been made from the
-current notebook (same code cells), else this fails.
+The tutorial page shows the outputs of a real default run: those kept in `nbs/_run/finetune.ipynb` (`make tutorial`
+refreshes them), or with `--run runs/<id>` those of another `make run`. Nothing is executed: each output goes under the
+code cell it came from, for every cell whose code is unchanged since that run.
 """
 import argparse, ast, json, os, re, sys, warnings
 from pathlib import Path
@@ -31,6 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = Path("pipelines/finetune.ipynb")
+KEPT_RUN = Path("_run/finetune.ipynb")  # a default run's outputs for the tutorial page: tools/tutorial_run.py
 
 
 def patch_eval():
@@ -57,20 +58,34 @@ def code_sources(nb: dict) -> list[str]:
             for c in nb["cells"] if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
 
-def use_run(run: Path, nbs: Path, proc: Path):
-    "Process the executed pipeline notebook of `run` into `_proc/` in place of the outputless one."
-    from fastcore.nbio import read_nb, write_nb
+def with_outputs(current: dict, ran: dict) -> tuple[dict, list[str]]:
+    "`current` with `ran`'s outputs under each code cell whose id and code are unchanged; the ids of cells whose outputs went stale."
+    src = lambda c: ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).strip()
+    by_id = {c.get("id"): c for c in ran["cells"] if c["cell_type"] == "code"}
+    stale = []
+    for c in current["cells"]:
+        r = by_id.get(c.get("id")) if c["cell_type"] == "code" else None
+        if r is None: continue
+        if src(r) == src(c): c["outputs"], c["execution_count"] = r.get("outputs", []), r.get("execution_count")
+        elif r.get("outputs"): stale.append(c["id"])
+    return current, stale
+
+
+def use_run(ran: Path, nbs: Path, proc: Path):
+    "Process the tutorial into `_proc/` with the outputs of the executed notebook `ran` (a run's, or the kept one)."
+    from fastcore.nbio import dict2nb, write_nb
     from nbdev.processors import FilterDefaults
-    src = run/PIPELINE.name
-    if not src.exists(): sys.exit(f"proc_docs: {src} not found: give a folder written by `make run`")
-    ran, current = (json.loads(p.read_text(encoding="utf-8")) for p in (src, nbs/PIPELINE))
-    if code_sources(ran) != code_sources(current):
-        sys.exit(f"proc_docs: {src} was run from another version of nbs/{PIPELINE}: run `make run` again")
-    nb = read_nb(src)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if not ran.exists(): sys.exit(f"proc_docs: {ran} not found: give a folder written by `make run`")
+    current = json.loads((nbs/PIPELINE).read_text(encoding="utf-8"))
+    merged, stale = with_outputs(current, json.loads(ran.read_text(encoding="utf-8")))
+    nb = dict2nb(merged)
+    nb["path_"] = str(nbs/PIPELINE)  # as read_nb sets it: nbdev's processors need it
     FilterDefaults()(nb)
     write_nb(nb, proc/PIPELINE)
-    print(f"proc_docs: the tutorial page shows the outputs of {src}", file=sys.stderr)
+    shown = sum(bool(c.get("outputs")) for c in merged["cells"] if c["cell_type"] == "code")
+    print(f"proc_docs: the tutorial page shows the outputs of {ran} under {shown} cells"
+          + (f"; {len(stale)} cells changed since (no outputs shown: `make tutorial` refreshes them): {stale}" if stale else ""),
+          file=sys.stderr)
 
 
 def frontmatter(nb: dict) -> tuple[dict, dict | None]:
@@ -150,7 +165,8 @@ def main():
     nbs = get_config().nbs_path
     refresh_quarto_yml()  # nbs/nbdev.yml: title, site-url, repo-url, output-dir, from pyproject.toml
     proc = proc_nbs(n_workers=0, force=True)
-    if run: use_run(run, nbs, proc)
+    ran = run/PIPELINE.name if run else nbs/KEPT_RUN
+    if run or ran.exists(): use_run(ran, nbs, proc)
     renames = rename_to_output_files(proc)
     rewrite_yaml(proc/"_quarto.yml", renames, drop=("format.commonmark", "format.html.keep-md"))
     rewrite_yaml(proc/"sidebar.yml", renames)
