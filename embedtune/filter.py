@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 # %% auto #0
-__all__ = ['DEICTIC', 'REFUSAL', 'strip_reference', 'question_issue', 'Screened', 'filter_questions']
+__all__ = ['DEICTIC', 'REFUSAL', 'META', 'strip_reference', 'question_issue', 'Screened', 'filter_questions']
 
 # %% ../nbs/03a_filter.ipynb #3836b6ae
 _TEXT = r"(?:passage|document|text|excerpt|paragraph|snippet|article|abstract|context|section)"
@@ -36,6 +36,13 @@ DEICTIC = re.compile("|".join([
     r"\b(?:mentioned|described|discussed|shown|listed)\s+(?:above|earlier|before|here)\b",
 ]), re.I)
 REFUSAL = re.compile(r"\bI\s+(?:cannot|can't|can not|am unable|am not able|do not know|don't know)\b|^\W*(?:sorry|I'm sorry|as an AI)\b", re.I)
+META = re.compile("|".join([  # a reply about the task instead of a query (seen when the writer imitates example queries)
+    r"^\W*(?:certainly|sure|here(?:'s|\s+is|\s+are))\b",  # Here is a possible query:
+    r"^\W*based on (?:the|this|your) (?:query|queries|example|examples|question|passage|text)\b",
+    r"^\W*to \w+\b.*\b(?:you|we) (?:can|could|need to|should|will)\b",  # To find X, you can use a search engine
+    r":\s*$",  # The query that the example answers is:
+    r"^\W*select\s.+\sfrom\s",  # SQL instead of words
+]), re.I)
 
 def _scripts(s:str) -> set[str]:
     "Unicode scripts of the letters in `s` (the first word of each letter's name: LATIN, GREEK, CJK…)."
@@ -44,8 +51,9 @@ def _scripts(s:str) -> set[str]:
 def _words(q:str) -> list[str]: return re.findall(r"\w+", q.lower())
 
 def question_issue(q:str, context:str="", seen:list|None=None, max_words:int=40) -> str|None:
-    "Why question `q` about `context` cannot stand alone ('refusal', 'deictic', 'script', 'too_short', 'too_long', 'duplicate'), or None."
+    "Why question `q` about `context` cannot stand alone ('refusal', 'meta', 'deictic', 'script', 'too_short', 'too_long', 'duplicate'), or None."
     if REFUSAL.search(q): return "refusal"
+    if META.search(q): return "meta"
     if DEICTIC.search(q): return "deictic"
     if _scripts(q) - _scripts(context) - {"LATIN"}: return "script"
     words = _words(q)
