@@ -181,7 +181,8 @@ def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, lis
                        corpus:dict|None=None, bm25:bool=True, per_query:bool=False) -> pd.DataFrame:
     "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks."
     models = {name: e if isinstance(e, Truncated) else Truncated(e) for name, e in models.items()}  # each text encoded once
-    rows = [row for name, t in models.items() for row in [(name, t), *((f"{name} @{d}", t.at(d)) for d in (dims or {}).get(name, []))]]
+    rows = []  # (row, what retrieves): each model and its smaller Matryoshka sizes; then BM25 and each model fused with it
+    for name, t in models.items(): rows += [(name, t)] + [(f"{name} @{d}", t.at(d)) for d in (dims or {}).get(name, [])]
     if bm25: rows += [("BM25", "bm25")] + [(f"{name} + BM25", [t, "bm25"]) for name, t in models.items()]
     scores = {name: query_metrics(ds, using, ks, corpus) for name, using in progress(rows, desc="Evaluating", unit="retriever")}
     per = pd.concat(scores, names=["retriever", "question"])

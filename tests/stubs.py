@@ -1,7 +1,21 @@
-"""A small OpenAI-compatible chat server on 127.0.0.1: a local stand-in for the online API in tests."""
-import json, re, threading
+"""A small OpenAI-compatible chat server on 127.0.0.1: a local stand-in for the online API in tests; and what the tests
+that start servers share (a free port, whether CI is running)."""
+import json, os, re, socket, threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+
+def in_ci() -> bool:
+    "True under CI (`CI=true`, as `.ci/run` is called), where tests that need a browser or a server extra must run."
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that nothing listens on now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class StubOpenAI:

@@ -8,6 +8,7 @@ from html import unescape
 from pathlib import Path
 import pytest
 from embedtune.core import serve_folder
+from stubs import in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/"nbs"
@@ -187,11 +188,6 @@ def site():
 @pytest.fixture(scope="session")
 def base_url(site):
     with serve_folder(site) as url: yield url
-
-
-def in_ci() -> bool:
-    "True under CI (`CI=true`, as `.ci/run` is called), where the browser tests must run."
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def find_chromium(exe: str = CHROMIUM, ci: bool | None = None) -> str:

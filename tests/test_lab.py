@@ -2,18 +2,13 @@
 
 The page itself was checked by hand in headless Chromium (the tutorial opens, the kernel turns idle); here the server
 is started through the Makefile target and asked over HTTP, as the browser would."""
-import http.cookiejar, json, os, signal, socket, subprocess, sys, time, urllib.request
+import http.cookiejar, json, os, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import psutil, pytest
+from stubs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

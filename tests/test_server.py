@@ -4,9 +4,9 @@ alive; it serves the chat model as "qwen" and the same file in embedding mode as
 
 Needs llama-cpp-python's `[server]` extra (`make install` installs it). Without it these tests skip with that advice,
 except under `CI=true`, where they must run."""
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, os, subprocess, sys, time, urllib.request
 import pytest
-from langchain_core.documents import Document
+from stubs import free_port, in_ci
 
 SERVER_EXTRA = "pip install 'llama-cpp-python[server]' (make install does)"
 
@@ -26,15 +26,6 @@ from llama_cpp.server.__main__ import main
 sys.argv[0] = "llama_cpp.server"
 main()
 """
-
-
-def in_ci() -> bool: return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

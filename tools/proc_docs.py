@@ -52,12 +52,6 @@ def patch_eval():
     warnings.filterwarnings("ignore", message="Found cells containing imports and other code")
 
 
-def code_sources(nb: dict) -> list[str]:
-    "The code cells of a notebook, without papermill's injected parameters."
-    return [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).strip()
-            for c in nb["cells"] if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
-
-
 def with_outputs(current: dict, ran: dict) -> tuple[dict, list[str]]:
     "`current` with `ran`'s outputs under each code cell whose id and code are unchanged; the ids of cells whose outputs went stale."
     src = lambda c: ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).strip()

@@ -26,9 +26,7 @@ def slim(output: dict) -> dict | None:
 def keep(run: Path, out: Path = KEPT, allow_params: bool = False) -> Path:
     "Copy the executed pipeline notebook of `run`, slimmed, to `out`; refuse a run that changed parameters."
     nb = json.loads((run/"finetune.ipynb").read_text(encoding="utf-8"))
-    injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-    changed = [l.split("=")[0].strip() for c in injected for l in "".join(c["source"]).splitlines()
-               if "=" in l and not l.lstrip().startswith("#") and l.split("=")[0].strip() != "out_dir"]
+    changed = sorted(set(nb["metadata"].get("papermill", {}).get("parameters", {})) - {"out_dir"})  # what papermill injected
     if changed and not allow_params:
         sys.exit(f"tutorial_run: {run} changed {changed}: the tutorial shows a run on the defaults (`make tutorial`)")
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
