@@ -9,8 +9,11 @@ PY := $(VENV)/bin/python
 # torch is pinned to 2.13.0 so pip takes the local CPU wheel where one is offered (find-links) and never
 # resolves a newer build with its CUDA packages; elsewhere the same pin installs from the registry.
 TORCH ?= torch==2.13.0
-# llama-cpp-python has no wheel: build it portable (no -march=native) so a cached wheel runs on any x86-64 CPU.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# llama-cpp-python has no wheel: pip compiles it, for this machine's CPU (-march=native: on AVX-512 CPUs prompts are read
+# 1.5x faster than by a portable AVX2 build), without AMX (its tiles crashed in a VM). The build skips pip's cache, so
+# that no other CPU ever picks this wheel up. A portable build: make install CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON"
+AMX_OFF := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$(AMX_OFF)" "-DCMAKE_CXX_FLAGS=$(AMX_OFF)"
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export RAGAS_DO_NOT_TRACK ?= true
 STAMP := $(VENV)/.installed
@@ -23,6 +26,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install --no-cache-dir "llama-cpp-python[server]" -c constraints.txt
 	$(PY) -m pip install "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
 	touch $(STAMP)
 
