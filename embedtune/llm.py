@@ -124,6 +124,8 @@ class ReplyBatch:
         "`n` replies to prompt `tokens`, reply `i` sampled with seed `seed + i`; each ends at an end token, a `stop` string or `max_tokens`."
         lib, mem, p = self.lib, self.ctx.memory, len(tokens)
         if not 1 <= n <= self.n_seq: raise ValueError(f"n must be between 1 and {self.n_seq}, got {n}.")
+        if p >= self.client.n_ctx(): raise ValueError(f"A prompt of {p} tokens does not fit the model's context of {self.client.n_ctx()} "
+                                                      "tokens: use smaller chunks (chunk_size) or a larger n_ctx.")
         self._load_prompt(tokens)
         for s in range(1, n): lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
         samplers = [self.sampler(seed + i, **sampling) for i in range(n)]
