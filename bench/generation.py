@@ -16,7 +16,8 @@ process of its own:
 `llama_cpp` package, e.g. the portable AVX2 build embedtune installed until December 2026): the gain of the build and
 of the rest, apart.
 Per side: seconds per question, questions per second (written, and kept by the filter), prompt and output tokens per
-question from llama.cpp's own counters (a reused prompt prefix is not counted: it costs nothing), the share of
+question actually decoded (llama.cpp's counters for one-at-a-time replies, `ReplyBatch`'s for side-by-side ones; a
+reused prompt prefix is not counted: it costs nothing), the share of
 questions that cannot stand alone (the filter's deictic, refusal and script reasons) and of near-duplicates, with 95 %
 Wilson intervals, and the side's peak memory. "Busy": a process spinning on one core, started by the bench, runs
 during both sides. The order of the sides alternates between the two conditions (quiet forwards, busy backwards).

@@ -69,22 +69,19 @@ class ReplyBatch:
     "A context of its own on llama.cpp model `client` that decodes up to `n_seq` sampled replies to one prompt side by side."
     def __init__(self, client, n_seq:int):
         import llama_cpp
-        from llama_cpp import _internals
+        from llama_cpp._internals import LlamaBatch, LlamaContext
         params = llama_cpp.llama_context_params.from_buffer_copy(client.context_params)
         params.n_seq_max, params.kv_unified = n_seq, True  # one cache: every reply reads the prompt's entries
         self.client, self.n_seq, self.lib = client, n_seq, llama_cpp
-        self.ctx = _internals.LlamaContext(model=client._model, params=params, verbose=False)
-        self.batch = llama_cpp.llama_batch_init(max(client.n_batch, n_seq), 0, 1)
+        self.ctx = LlamaContext(model=client._model, params=params, verbose=False)
+        self._batch = LlamaBatch(n_tokens=max(client.n_batch, n_seq), embd=0, n_seq_max=1, verbose=False)  # frees itself
         self.vocab = llama_cpp.llama_model_get_vocab(client._model.model)
         self.prompt = []  # the tokens sequence 0 holds between calls: a prompt that starts the same reuses them
         self.n_prompt = self.n_reply = 0  # tokens decoded so far for prompts and for replies: the work done
 
-    def __del__(self):
-        if getattr(self, "batch", None) is not None: self.lib.llama_batch_free(self.batch); self.batch = None
-
     def _decode(self, items):
         "Decode `(token, position, sequence, logits?)` items, `n_batch` at a time."
-        b, step = self.batch, self.client.n_batch
+        b, step = self._batch.batch, self.client.n_batch
         for start in range(0, len(items), step):
             part = items[start:start + step]
             b.n_tokens = len(part)
@@ -99,59 +96,64 @@ class ReplyBatch:
             if a != b: break
             keep += 1
         self.lib.llama_memory_seq_rm(self.ctx.memory, 0, keep, -1)
-        self.prompt = tokens[:keep]
+        self.prompt = tokens[:keep]  # all that sequence 0 is sure to hold, should decoding fail
         rest = tokens[keep:]
         self.n_prompt += len(rest)
         self._decode([(t, keep + i, 0, i == len(rest) - 1) for i, t in enumerate(rest)])
         self.prompt = list(tokens)
 
-    def sampler(self, seed:int, temperature:float=0.8, top_k:int=40, top_p:float=0.95, min_p:float=0.05,
-                repeat_penalty:float=1.0, logit_bias:dict|None=None):
-        "A llama.cpp sampler chain built as llama-cpp-python builds it (so that greedy replies are the same)."
-        from llama_cpp._internals import LlamaSampler
-        lib, s, n_vocab = self.lib, LlamaSampler(), self.client.n_vocab()
-        if logit_bias:
-            arr = (lib.llama_logit_bias * len(logit_bias))(*[lib.llama_logit_bias(int(k), float(v)) for k, v in logit_bias.items()])
-            lib.llama_sampler_chain_add(s.sampler, lib.llama_sampler_init_logit_bias(n_vocab, len(arr), arr))
-        s.add_penalties(n_vocab=n_vocab, penalty_last_n=self.client.last_n_tokens_size, penalty_repeat=repeat_penalty,
-                        penalty_freq=0.0, penalty_present=0.0)
-        if temperature <= 0: s.add_greedy(); return s
-        for add, v in ((s.add_top_k, top_k), (s.add_typical, 1.0), (s.add_top_p, top_p), (s.add_min_p, min_p), (s.add_temp, temperature)): add(v)
-        s.add_dist(seed)
-        return s
 
-    def __call__(self, tokens:list[int], n:int, seed:int, max_tokens:int=256, stop=(), **sampling) -> list[str]:
-        "`n` replies to prompt `tokens`, reply `i` sampled with seed `seed + i`; each ends at an end token, a `stop` string or `max_tokens`."
-        lib, mem, p = self.lib, self.ctx.memory, len(tokens)
-        if not 1 <= n <= self.n_seq: raise ValueError(f"n must be between 1 and {self.n_seq}, got {n}.")
-        if p >= self.client.n_ctx(): raise ValueError(f"A prompt of {p} tokens does not fit the model's context of {self.client.n_ctx()} "
-                                                      "tokens: use smaller chunks (chunk_size) or a larger n_ctx.")
-        self._load_prompt(tokens)
-        for s in range(1, n): lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
-        samplers = [self.sampler(seed + i, **sampling) for i in range(n)]
-        raw, texts, live = [b""] * n, [""] * n, {s: self.batch.n_tokens - 1 for s in range(n)}  # sequence: its logits' row
-        room = self.client.n_ctx() - p  # llama-cpp-python's meaning of max_tokens <= 0 or None: up to the context's end
-        try:
-            for step in range(min(max_tokens, room) if max_tokens and max_tokens > 0 else room):
-                nxt = []
-                for s, row in live.items():
-                    tok = lib.llama_sampler_sample(samplers[s].sampler, self.ctx.ctx, row)
-                    if lib.llama_vocab_is_eog(self.vocab, tok): continue
-                    raw[s] += self.client.detokenize([tok])
-                    texts[s] = raw[s].decode("utf-8", errors="ignore")
-                    if ends := [texts[s].index(x) for x in stop if x in texts[s]]: texts[s] = texts[s][:min(ends)]; continue
-                    nxt.append((tok, p + step, s, True))
-                if not nxt: break
-                live = {s: i for i, (_, _, s, _) in enumerate(nxt)}
-                self.n_reply += len(nxt)
-                self._decode(nxt)
-        finally:  # keep only the prompt, for the next call to reuse
-            for s in range(1, n): lib.llama_memory_seq_rm(mem, s, -1, -1)
-            lib.llama_memory_seq_rm(mem, 0, p, -1)
-        return texts
+# %% ../nbs/03_llm.ipynb #ea4b4c96
+def _sampler(self:ReplyBatch, seed:int, temperature:float=0.8, top_k:int=40, top_p:float=0.95, min_p:float=0.05,
+             repeat_penalty:float=1.0, logit_bias:dict|None=None):
+    "A llama.cpp sampler chain built as llama-cpp-python builds it (so that greedy replies are the same)."
+    from llama_cpp._internals import LlamaSampler
+    lib, s, n_vocab = self.lib, LlamaSampler(), self.client.n_vocab()
+    if logit_bias:
+        arr = (lib.llama_logit_bias * len(logit_bias))(*[lib.llama_logit_bias(int(k), float(v)) for k, v in logit_bias.items()])
+        lib.llama_sampler_chain_add(s.sampler, lib.llama_sampler_init_logit_bias(n_vocab, len(arr), arr))
+    s.add_penalties(n_vocab=n_vocab, penalty_last_n=self.client.last_n_tokens_size, penalty_repeat=repeat_penalty,
+                    penalty_freq=0.0, penalty_present=0.0)
+    if temperature <= 0: s.add_greedy(); return s
+    s.add_top_k(top_k); s.add_typical(1.0); s.add_top_p(top_p); s.add_min_p(min_p); s.add_temp(temperature)
+    s.add_dist(seed)
+    return s
+
+def _replies(self:ReplyBatch, tokens:list[int], n:int, seed:int, max_tokens:int=256, stop=(), **sampling) -> list[str]:
+    "`n` replies to prompt `tokens`, reply `i` sampled with seed `seed + i`; each ends at an end token, a `stop` string or `max_tokens`."
+    lib, mem, p, n_ctx = self.lib, self.ctx.memory, len(tokens), self.client.n_ctx()
+    if not 1 <= n <= self.n_seq: raise ValueError(f"n must be between 1 and {self.n_seq}, got {n}.")
+    if p >= n_ctx: raise ValueError(f"A prompt of {p} tokens does not fit the model's context of {n_ctx} tokens: "
+                                    "use smaller chunks (chunk_size) or a larger n_ctx.")
+    self._load_prompt(tokens)
+    for s in range(1, n): lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
+    samplers = [self.sampler(seed + i, **sampling) for i in range(n)]
+    raw, texts = [b""] * n, [""] * n
+    live = {s: self._batch.batch.n_tokens - 1 for s in range(n)}  # each live reply: its row of logits in the last batch
+    steps = n_ctx - p if not max_tokens or max_tokens <= 0 else min(max_tokens, n_ctx - p)  # llama-cpp-python's meaning
+    try:
+        for step in range(steps):
+            nxt = []
+            for s, row in live.items():
+                tok = lib.llama_sampler_sample(samplers[s].sampler, self.ctx.ctx, row)
+                if lib.llama_vocab_is_eog(self.vocab, tok): continue
+                raw[s] += self.client.detokenize([tok])
+                texts[s] = raw[s].decode("utf-8", errors="ignore")
+                if ends := [texts[s].index(x) for x in stop if x in texts[s]]: texts[s] = texts[s][:min(ends)]; continue
+                nxt.append((tok, p + step, s, True))
+            if not nxt: break
+            live = {s: i for i, (_, _, s, _) in enumerate(nxt)}
+            self.n_reply += len(nxt)
+            self._decode(nxt)
+    finally:  # keep only the prompt, for the next call to reuse
+        for s in range(1, n): lib.llama_memory_seq_rm(mem, s, -1, -1)
+        lib.llama_memory_seq_rm(mem, 0, p, -1)
+    return texts
+
+ReplyBatch.sampler, ReplyBatch.__call__ = _sampler, _replies
 
 
-# %% ../nbs/03_llm.ipynb #66a15338
+# %% ../nbs/03_llm.ipynb #07d08d3f
 def chat_prompt(client, dicts:list[dict]) -> list[int]:
     "The tokens that llama-cpp-python's chat path gives messages `dicts` (the model's own chat template)."
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -160,7 +162,9 @@ def chat_prompt(client, dicts:list[dict]) -> list[int]:
     r = Jinja2ChatFormatter(template=client.metadata["tokenizer.chat_template"], eos_token=text(eos), bos_token=text(bos))(messages=dicts)
     return client.tokenize(r.prompt.encode("utf-8"), add_bos=not r.added_special, special=True)
 
-SIDE_BY_SIDE = {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "logit_bias", "stop", "logprobs"}
+
+# %% ../nbs/03_llm.ipynb #66a15338
+SIDE_BY_SIDE = {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "logit_bias", "stop"}
 
 def _sample(self:LocalChat, client, messages, stop, n:int, kwargs:dict) -> ChatResult:
     "`n` replies from llama.cpp model `client`, seeded `seed`, `seed`+1, …: side by side if it can, else one after another."
@@ -168,12 +172,10 @@ def _sample(self:LocalChat, client, messages, stop, n:int, kwargs:dict) -> ChatR
     seed = params.pop("seed", None)
     seed = self.seed if seed is None else seed
     dicts = self._create_message_dicts(messages)
-    side_by_side = n > 1 and seed >= 0 and "tokenizer.chat_template" in client.metadata and params.keys() <= SIDE_BY_SIDE \
-                   and not params.get("logprobs")
-    if side_by_side:
+    if not params.get("logprobs"): params.pop("logprobs", None)  # LangChain passes logprobs=None
+    if n > 1 and seed >= 0 and client.chat_format == "chat_template.default" and params.keys() <= SIDE_BY_SIDE:
         batch = self._batches.get(id(client))
-        if batch is None or batch.n_seq < n: batch = self._batches[id(client)] = ReplyBatch(client, max(n, 4))
-        params.pop("logprobs", None)
+        if batch is None or batch.n_seq < n: batch = self._batches[id(client)] = ReplyBatch(client, max(n, 4))  # 4: the default questions
         texts = batch(chat_prompt(client, dicts), n, seed, **params)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=t)) for t in texts])
     generations = []

@@ -132,7 +132,9 @@ def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_
     out = trainer.train()
     secs = time.time() - t
     last = [h for h in trainer.state.log_history if "eval_runtime" in h and h.get("step") == trainer.state.global_step]
-    after = {} if not evaluator else {k: v for k, v in last[-1].items() if k != "step"} if last else trainer.evaluate()  # the last epoch's
+    if not evaluator: after = {}
+    elif last: after = {k: v for k, v in last[-1].items() if k != "step"}  # the last epoch's validation: the same model
+    else: after = trainer.evaluate()
     trainer.save_model(str(out_dir))
     return {"train_pairs": len(pairs), "negatives": "negative" in pairs.column_names, "loss": type(loss.loss).__name__,
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
