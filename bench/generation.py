@@ -78,11 +78,11 @@ def run_side(name: str, chunks, make_llm, gen_kwargs: dict) -> dict:
     perf = [llama_cpp.llama_perf_context(c._ctx.ctx) for c in llm._clients]  # one-at-a-time replies
     prompt_tokens = sum(p.n_p_eval for p in perf) + sum(b.n_prompt for b in llm._batches.values())
     output_tokens = sum(p.n_eval for p in perf) + sum(b.n_reply for b in llm._batches.values())
-    written = sum(map(len, gen.questions.values()))
+    written = sum(map(len, gen.questions.values())) + len(gen.refused)  # refusals never reach the filter: counted as before
     s = filter_questions(gen.questions, {c.metadata["id"]: c.page_content for c in chunks})
-    alone = sum(1 for *_, r in s.dropped if r in NOT_ALONE)
+    alone = sum(1 for *_, r in s.dropped if r in NOT_ALONE) + len(gen.refused)
     dups = sum(1 for *_, r in s.dropped if r == "duplicate")
-    kept = written - len(s.dropped)
+    kept = written - len(s.dropped) - len(gen.refused)
     del llm; free_memory()  # the workers' threads hold the models until collected
     return {"side": name, "seconds": round(secs, 1), "chunks": len(chunks), "questions": written, "kept": kept,
             "s_per_question": round(secs / written, 3), "questions_per_s": round(written / secs, 3),

@@ -53,7 +53,8 @@ def main():
     a = ap.parse_args()
     counts, seeds = [int(x) for x in a.questions.split(",")], [int(x) for x in a.seeds.split(",")]
     from embedtune.llm import chat_model
-    from embedtune.questions import build_dataset, generate_questions
+    from embedtune.questions import generate_questions
+    from embedtune.dataset import build_dataset
     corpus, claims, qrels = read_scifact()
     sample, relevant, others = covered_sample(claims, qrels, corpus, a.claims)
     val_ids = others[:len(others) // 10]
@@ -76,8 +77,8 @@ def main():
     save_json(writing, out/f"writing{'_examples' if style else ''}.json")
     print(f"writing: {writing}; 50 kept questions to read in {out/'kept_sample.txt'}")
     if a.generate_only: return
-    from embedtune.train import fine_tune, load_model, hard_negatives
-    from embedtune.questions import to_pairs
+    from embedtune.train import fine_tune, load_model, mine_negatives
+    from embedtune.dataset import to_pairs
     from embedtune.evaluate import BM25Retriever, corpus_documents, rrf
     texts = corpus_texts(corpus)
     dids, qids = list(texts), sample
@@ -109,7 +110,7 @@ def main():
             name = f"q{k}_seed{s}" + ("" if a.recipe == "default" else f"_{a.recipe}")
             if name in rows: continue
             pairs = to_pairs(train)
-            if a.recipe == "negatives": pairs = hard_negatives(pairs, load_model(), corpus=list(train["corpus"].values()))
+            if a.recipe == "negatives": pairs = mine_negatives(pairs, load_model(), corpus=list(train["corpus"].values()))
             model = load_model()
             m = fine_tune(model, pairs, val, out/"models"/name, seed=s)
             ranked = dense(model)

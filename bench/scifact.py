@@ -92,23 +92,19 @@ CONFIGS = {"embedtune": {}, "no round trip": dict(round_trip=0), "no hard negati
 
 def run_config(name, opts, dss, negatives_corpus, claims, qrels, texts, out, seen=()):
     "Fine-tune with `opts` (the recipe's options), evaluate on the claims, return a row of the ablation table."
-    from embedtune.questions import to_pairs
-    from embedtune.train import fine_tune, hard_negatives, load_model, recommend, round_trip
+    from embedtune.train import fine_tune, load_model, training_pairs
     o = {**RECIPE, **opts}
     base, t = load_model(max_seq_length=o["max_seq_length"]), time.time()
-    train, dropped = round_trip(dss["train"], base, o["round_trip"]) if o["round_trip"] else (dss["train"], 0)
-    pairs = to_pairs(train)
-    if o["negatives"]: pairs = hard_negatives(pairs, base, corpus=negatives_corpus)
-    prep = time.time() - t
+    pairs, counts = training_pairs(dss["train"], base, o["round_trip"], o["negatives"], corpus=negatives_corpus)
+    dropped, prep = counts["round_trip_dropped"], time.time() - t
     model = load_model(max_seq_length=o["max_seq_length"])
     m = fine_tune(model, pairs, dss["val"], Path(out)/"models"/name.replace(" ", "_"), o["epochs"], o["batch_size"], o["lr"],
                   guide=base if o["guide"] else None)
-    which, why = recommend(m)
     t = time.time(); scores = evaluate(model, claims, qrels, texts, seen)
-    print(f"{name}: {scores}  ({why})", flush=True)
+    print(f"{name}: {scores}", flush=True)
     return {"config": name, **o, "dropped": dropped, "train_rows": m["train_pairs"], "prep_s": round(prep), "train_s": round(m["train_seconds"]),
             "eval_s": round(time.time() - t), "val_before": round(m["val_before"]["eval_val_cosine_ndcg@10"], 4),
-            "val_after": round(m["val_after"]["eval_val_cosine_ndcg@10"], 4), "recommended": which, **scores}
+            "val_after": round(m["val_after"]["eval_val_cosine_ndcg@10"], 4), **scores}
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +122,8 @@ def main():
     if a.examples > 8: ap.error("--examples: at most 8 claims may be shown to the LLM")
     from embedtune.chunk import split_chunks
     from embedtune.llm import chat_model
-    from embedtune.questions import Generated, build_dataset, generate_questions
+    from embedtune.questions import WrittenQuestions, generate_questions
+    from embedtune.dataset import build_dataset
     corpus, claims, qrels = read_scifact()
     examples, order = fixed_order(claims, corpus, a.seed)
     chunks = first_chunks(corpus, order[:a.docs], a.chunk_size)
@@ -137,7 +134,7 @@ def main():
     from embedtune.core import load_json, save_json
     from embedtune.train import load_model
     splits = split_chunks(chunks, fractions=(0.9, 0.1, 0.0), seed=a.seed)
-    dss = {k: build_dataset(cs, Generated(questions={c.metadata["id"]: gen.questions[c.metadata["id"]] for c in cs
+    dss = {k: build_dataset(cs, WrittenQuestions(questions={c.metadata["id"]: gen.questions[c.metadata["id"]] for c in cs
                                                     if c.metadata["id"] in gen.questions})) for k, cs in splits.items() if cs}
     texts = corpus_texts(corpus)
     out = Path(a.out)/f"docs{a.docs}"; out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +157,7 @@ def main():
     b = df.loc["base"]
     for k in METRICS: df[f"Δ{k}"] = (df[k] - b[k]).round(4)
     cols = [c for c in ["round_trip", "negatives", "guide", "epochs", "batch_size", "lr", "dropped", "train_rows", "val_before",
-                        "val_after", "recommended", *METRICS, "Δndcg@10", "Δrecall@100", "seen ndcg@10", "unseen ndcg@10", "train_s", "eval_s"] if c in df]
+                        "val_after", *METRICS, "Δndcg@10", "Δrecall@100", "seen ndcg@10", "unseen ndcg@10", "train_s", "eval_s"] if c in df]
     print(df[cols].to_markdown())
 
 if __name__ == "__main__": main()

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from sentence_transformers import InputExample
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
-from embedtune.questions import read_dataset
+from embedtune.dataset import read_dataset
 from embedtune.train import fine_tune, ir_evaluator, load_model, matryoshka_dims
 
 

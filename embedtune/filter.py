@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 # %% auto #0
-__all__ = ['DEICTIC', 'REFUSAL', 'META', 'strip_reference', 'question_issue', 'Screened', 'filter_questions']
+__all__ = ['DEICTIC', 'REFUSAL', 'META', 'strip_reference', 'is_refusal', 'question_issue', 'Screened', 'filter_questions']
 
 # %% ../nbs/03a_filter.ipynb #3836b6ae
 _TEXT = r"(?:passage|document|text|excerpt|paragraph|snippet|article|abstract|context|section)"
@@ -35,7 +35,17 @@ DEICTIC = re.compile("|".join([
     rf"^\W*{_OPENER}(?:\s+else)?(?:\s+{_AUX})?\s+(?:it(?!\s+(?:\w+\s+){{0,2}}(?:to|that|for|if|whether|when)\b)|its|they|their|them|this|these|those(?!\s+(?:who|which|with)\b)|he|she)\b",  # How do these…
     r"\b(?:mentioned|described|discussed|shown|listed)\s+(?:above|earlier|before|here)\b",
 ]), re.I)
-REFUSAL = re.compile(r"\bI\s+(?:cannot|can't|can not|am unable|am not able|do not know|don't know)\b|^\W*(?:sorry|I'm sorry|as an AI)\b", re.I)
+REFUSAL = re.compile("|".join([  # matched with straight apostrophes (see `is_refusal`)
+    r"\bI(?:\s+cannot|\s+can't|\s+can not|(?:\s+am|'m)\s+unable|(?:\s+am|'m)\s+not able|\s+do not know|\s+don't know)\b",
+    r"\bI\s+(?:won't|will not)\s+(?:help|assist|answer|provide|write|generate|create|comply|do)\b",
+    r"^\W*(?:sorry|I(?:'m|\s+am)\s+(?:sorry|afraid)|I\s+apologi[sz]e|(?:my\s+)?apologies|unfortunately,?\s+I)\b",
+    r"^\W*as an? (?:AI|artificial intelligence|(?:large\s+)?language model)\b",
+]), re.I)
+_APOSTROPHES = str.maketrans({c: "'" for c in "’‘ʼ′"})
+
+def is_refusal(q:str) -> bool:
+    "True if `q` is the model declining ('I cannot help.', 'I’m sorry…', 'As an AI…'), whatever its apostrophes."
+    return bool(REFUSAL.search(q.translate(_APOSTROPHES)))
 META = re.compile("|".join([  # a reply about the task instead of a query (seen when the writer imitates example queries)
     r"^\W*(?:certainly|sure|here(?:'s|\s+is|\s+are))\b",  # Here is a possible query:
     r"^\W*based on (?:the|this|your) (?:query|queries|example|examples|question|passage|text)\b",
@@ -52,7 +62,7 @@ def _words(q:str) -> list[str]: return re.findall(r"\w+", q.lower())
 
 def question_issue(q:str, context:str="", seen:list|None=None, max_words:int=40) -> str|None:
     "Why question `q` about `context` cannot stand alone ('refusal', 'meta', 'deictic', 'script', 'too_short', 'too_long', 'duplicate'), or None."
-    if REFUSAL.search(q): return "refusal"
+    if is_refusal(q): return "refusal"
     if META.search(q): return "meta"
     if DEICTIC.search(q): return "deictic"
     if _scripts(q) - _scripts(context) - {"LATIN"}: return "script"

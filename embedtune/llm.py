@@ -9,15 +9,18 @@ from __future__ import annotations
 import hashlib, importlib, os, queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 from langchain_community.chat_models import ChatLlamaCpp
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr, model_validator
 from .core import cache_dir
+from .replay import ReplayChat
 
 # %% auto #0
-__all__ = ['GGUF_MODELS', 'SIDE_BY_SIDE', 'gguf_path', 'LocalChat', 'ReplyBatch', 'chat_prompt', 'cpu_cores', 'local_chat_model',
-           'is_local', 'default_concurrency', 'openai_chat_model', 'chat_model']
+__all__ = ['GGUF_MODELS', 'SIDE_BY_SIDE', 'gguf_path', 'LocalChat', 'ReplyBatch', 'chat_prompt', 'avoid_bias', 'cpu_cores',
+           'local_chat_model', 'is_local', 'default_concurrency', 'openai_base_url', 'is_openai_url', 'openai_key',
+           'openai_chat_model', 'chat_model']
 
 # %% ../nbs/03_llm.ipynb #759c8b62
 GGUF_MODELS = {
@@ -33,20 +36,38 @@ def _part_paths(modules):
     except ImportError as e:
         raise ImportError(f"The local model's parts are not installed ({e.name}): pip install 'embedtune[local]'.") from None
 
+def _alive(pid:int) -> bool:
+    "True if process `pid` is running (or this cannot be told: on Windows, or it belongs to another user)."
+    if os.name == "nt": return True  # os.kill there would end the process
+    try: os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError): return False
+    except PermissionError: return True
+    return True
+
+def _remove_stale_parts(out:Path):
+    "Remove part files of `out` (`<file>.<pid>.part`) whose process has ended."
+    for p in out.parent.glob(f"{out.name}.*.part"):
+        pid = p.name[len(out.name) + 1:-len(".part")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)): p.unlink(missing_ok=True)
+
 def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
     "Path of the packaged GGUF model `name`, joined once from its parts and checked against its SHA-256."
     spec = GGUF_MODELS[name]
     out = cache_dir("models")/spec["file"]
+    _remove_stale_parts(out)
     if out.exists() and out.stat().st_size == spec["size"]: return out
-    tmp, h = out.with_name(f"{out.name}.{os.getpid()}.part"), hashlib.sha256()
-    with open(tmp, "wb") as f:
-        for p in _part_paths(spec["modules"]):
-            with open(p, "rb") as src:
-                while block := src.read(1 << 24): f.write(block); h.update(block)
-    if h.hexdigest() != spec["sha256"]:
-        tmp.unlink()
-        raise RuntimeError(f"{name}: joined parts have SHA-256 {h.hexdigest()}, expected {spec['sha256']}; reinstall 'embedtune[local]'.")
-    os.replace(tmp, out)
+    parts, tmp, h = _part_paths(spec["modules"]), out.with_name(f"{out.name}.{os.getpid()}.part"), hashlib.sha256()
+    try:
+        with open(tmp, "wb") as f:
+            for p in parts:
+                with open(p, "rb") as src:
+                    while block := src.read(1 << 24): f.write(block); h.update(block)
+        if h.hexdigest() != spec["sha256"]:
+            raise RuntimeError(f"{name}: joined parts have SHA-256 {h.hexdigest()}, expected {spec['sha256']}; reinstall 'embedtune[local]'.")
+        os.replace(tmp, out)
+    except BaseException:  # Ctrl-C too: no half-written part file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 # %% ../nbs/03_llm.ipynb #1b1f109d
@@ -102,7 +123,6 @@ class ReplyBatch:
         self._decode([(t, keep + i, 0, i == len(rest) - 1) for i, t in enumerate(rest)])
         self.prompt = list(tokens)
 
-
 # %% ../nbs/03_llm.ipynb #ea4b4c96
 def _sampler(self:ReplyBatch, seed:int, temperature:float=0.8, top_k:int=40, top_p:float=0.95, min_p:float=0.05,
              repeat_penalty:float=1.0, logit_bias:dict|None=None):
@@ -152,7 +172,6 @@ def _replies(self:ReplyBatch, tokens:list[int], n:int, seed:int, max_tokens:int=
 
 ReplyBatch.sampler, ReplyBatch.__call__ = _sampler, _replies
 
-
 # %% ../nbs/03_llm.ipynb #07d08d3f
 def chat_prompt(client, dicts:list[dict]) -> list[int]:
     "The tokens that llama-cpp-python's chat path gives messages `dicts` (the model's own chat template)."
@@ -162,13 +181,30 @@ def chat_prompt(client, dicts:list[dict]) -> list[int]:
     r = Jinja2ChatFormatter(template=client.metadata["tokenizer.chat_template"], eos_token=text(eos), bos_token=text(bos))(messages=dicts)
     return client.tokenize(r.prompt.encode("utf-8"), add_bos=not r.added_special, special=True)
 
+# %% ../nbs/03_llm.ipynb #ed5a5779
+def avoid_bias(client, words:list[str]) -> dict[int, float]:
+    "A logit bias that keeps llama.cpp model `client` from writing `words` (each spelling of them that is one token)."
+    ids = set()
+    for w in words:
+        for s in {w, w.capitalize(), " " + w, " " + w.capitalize()}:
+            if len(t := client.tokenize(s.encode(), add_bos=False, special=False)) == 1: ids.add(t[0])
+    return {i: -100.0 for i in sorted(ids)}
+
+def _llama_options(client, params:dict) -> dict:
+    "`params` with `avoid` (words) as a logit bias and a `grammar` text as llama.cpp's grammar."
+    params = dict(params)
+    if words := params.pop("avoid", None): params["logit_bias"] = {**avoid_bias(client, words), **(params.get("logit_bias") or {})}
+    if isinstance(params.get("grammar"), str):
+        from llama_cpp import LlamaGrammar
+        params["grammar"] = LlamaGrammar.from_string(params["grammar"], verbose=False)
+    return params
 
 # %% ../nbs/03_llm.ipynb #66a15338
 SIDE_BY_SIDE = {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "logit_bias", "stop"}
 
 def _sample(self:LocalChat, client, messages, stop, n:int, kwargs:dict) -> ChatResult:
     "`n` replies from llama.cpp model `client`, seeded `seed`, `seed`+1, …: side by side if it can, else one after another."
-    params = {**self._get_parameters(stop), **kwargs}
+    params = _llama_options(client, {**self._get_parameters(stop), **kwargs})
     seed = params.pop("seed", None)
     seed = self.seed if seed is None else seed
     dicts = self._create_message_dicts(messages)
@@ -208,26 +244,50 @@ def local_chat_model(model_path=None, n_threads:int|None=None, n_workers:int|Non
                      verbose=False, model_kwargs=model_kwargs, **kwargs)
 
 def is_local(llm) -> bool:
-    "True if `llm` runs in this process with llama.cpp."
-    return isinstance(llm, ChatLlamaCpp)
+    "True if `llm` runs in this process with llama.cpp (or replays such a model's replies)."
+    return isinstance(llm, ChatLlamaCpp) or isinstance(llm, ReplayChat) and llm.local
 
 def default_concurrency(llm) -> int:
     "Requests to send at once: one per worker for an in-process model, 8 for an API."
     return getattr(llm, "n_workers", 1) if is_local(llm) else 8
 
 # %% ../nbs/03_llm.ipynb #9f174a51
-def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, **kwargs):
-    "A LangChain `ChatOpenAI`; needs `OPENAI_API_KEY` in the environment (or `base_url` of a compatible server)."
-    if not os.environ.get("OPENAI_API_KEY") and not kwargs.get("base_url"):
+def openai_base_url(base_url:str|None=None) -> str|None:
+    "The server an OpenAI client talks to: `base_url`, else `$OPENAI_BASE_URL` (or `$OPENAI_API_BASE`), else None (OpenAI)."
+    return base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or None
+
+def is_openai_url(url:str|None) -> bool:
+    "True if `url` is OpenAI's own API: None (the client's default) or a host under api.openai.com."
+    if not url: return True
+    host = urlparse(str(url)).hostname or ""
+    return host == "api.openai.com" or host.endswith(".api.openai.com")
+
+def openai_key(base_url:str|None=None, api_key=None):
+    "The key an OpenAI client may send to `base_url`: `api_key` if given, else `OPENAI_API_KEY` if that is OpenAI itself, else None."
+    if api_key: return api_key
+    return (os.environ.get("OPENAI_API_KEY") or None) if is_openai_url(openai_base_url(base_url)) else None
+
+def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, api_key=None, **kwargs):
+    "A LangChain `ChatOpenAI`: OpenAI's needs `OPENAI_API_KEY`; another server (`base_url`) gets only `api_key`."
+    key = openai_key(kwargs.get("base_url"), api_key)
+    if key is None and is_openai_url(openai_base_url(kwargs.get("base_url"))):
         raise EnvironmentError(f"Model {model!r} needs OPENAI_API_KEY in the environment (in Colab: add it to the secrets); "
                                "or use llm='local' for the offline model.")
     from langchain_openai import ChatOpenAI
-    kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")
-    return ChatOpenAI(model=model, temperature=temperature, **kwargs)
+    return ChatOpenAI(model=model, temperature=temperature, api_key=key or "unused", **kwargs)  # always explicit (see above)
 
-def chat_model(name:str="local", n_threads:int|None=None, **kwargs):
-    "Chat model by name: 'local', a path to a .gguf file, 'auto' (OpenAI if a key is set, else local), or an OpenAI model name."
-    if name == "auto": name = "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+def _live_chat(name:str, n_threads:int|None=None, **kwargs):
     if name == "local": return local_chat_model(n_threads=n_threads, **kwargs)
     if str(name).endswith(".gguf"): return local_chat_model(model_path=name, n_threads=n_threads, **kwargs)
     return openai_chat_model(name, **kwargs)
+
+def chat_model(name:str="local", n_threads:int|None=None, replay:str|None=None, **kwargs):
+    "Chat model by name: 'local', a .gguf file, 'auto' (OpenAI if a key is set, else local) or an OpenAI model; `replay` (or `$EMBEDTUNE_REPLIES`): a file of recorded replies."
+    if name == "auto": name = "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+    replay = replay or os.environ.get("EMBEDTUNE_REPLIES")
+    if not replay: return _live_chat(name, n_threads, **kwargs)
+    local = name == "local" or str(name).endswith(".gguf")
+    model = f"LocalChat:{GGUF_MODELS['qwen2.5-coder-0.5b']['file'] if name == 'local' else Path(name).name}" if local else f"ChatOpenAI:{name}"
+    settings = {k: v for k, v in kwargs.items() if k not in ("base_url", "api_key", "n_workers", "timeout", "max_retries")}
+    return ReplayChat(path=str(replay), model=model, settings=settings, local=local,
+                      live=lambda: _live_chat(name, n_threads, **kwargs))

@@ -6,14 +6,15 @@ Docs: https://embedtune.github.io/embedtune/load.html.md"""
 
 # %% ../nbs/01_load.ipynb #a09ededa
 from __future__ import annotations
-import os, re, warnings
+import codecs, os, re, warnings
 from pathlib import Path
 from urllib.parse import urlparse
 from langchain_core.documents import Document
 from . import __version__
 
 # %% auto #0
-__all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'load_file', 'load_folder', 'is_url', 'load_url', 'load_documents']
+__all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'text_encoding', 'load_file', 'load_folder', 'is_url', 'load_url',
+           'load_documents']
 
 # %% ../nbs/01_load.ipynb #29f6ecc8
 def _tidy(text:str) -> str:
@@ -29,23 +30,41 @@ def demo_corpus(topics:list[str]|None=None) -> list[Document]:
             for k in names if ref[k].strip()]
 
 # %% ../nbs/01_load.ipynb #03cea489
-def _html(p): 
+def _html(p, encoding="utf-8"):
     from langchain_community.document_loaders import BSHTMLLoader
-    return BSHTMLLoader(str(p), open_encoding="utf-8", bs_kwargs={"features": "lxml"}).load()
+    return BSHTMLLoader(str(p), open_encoding=encoding, bs_kwargs={"features": "lxml"}).load()
 
-def _pdf(p):
+def _pdf(p, encoding=None):
     from langchain_community.document_loaders import PyPDFLoader
     return PyPDFLoader(str(p)).load()
 
-def _text(p):
+def _text(p, encoding="utf-8"):
     from langchain_community.document_loaders import TextLoader
-    return TextLoader(str(p), encoding="utf-8").load()
+    return TextLoader(str(p), encoding=encoding).load()
 
 LOADERS = {".html": _html, ".htm": _html, ".pdf": _pdf, ".md": _text, ".markdown": _text, ".txt": _text}
 
+# %% ../nbs/01_load.ipynb #e5bc57cc
+_BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]  # UTF-32 first: its LE BOM starts as UTF-16's
+
+def _decodes(head:bytes, encoding:str) -> bool:
+    "True if `head`, the start of a file (perhaps cut inside a character), decodes as `encoding` to text without NULs."
+    try: return "\x00" not in codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError: return False
+
+def text_encoding(head:bytes) -> str|None:
+    "Encoding of a file starting with bytes `head`: from its BOM, UTF-16 from where its NULs fall, else UTF-8; None if binary."
+    enc = next((e for bom, e in _BOMS if head.startswith(bom)), None)
+    if enc is None and b"\x00" not in head: return "utf-8"
+    if enc is None:  # no BOM: mostly-ASCII UTF-16 has a NUL in every other byte, all on one side
+        n, even, odd = len(head) // 2, head[0::2].count(0), head[1::2].count(0)
+        enc = "utf-16-le" if odd > n // 2 and even <= odd // 50 else "utf-16-be" if even > n // 2 and odd <= even // 50 else None
+    return enc if enc and _decodes(head, enc) else None
+
 # %% ../nbs/01_load.ipynb #c65840ed
-def _check_file(p:Path):
-    "Raise a clear error if `p` is missing, of an unsupported type, empty, or binary."
+def _check_file(p:Path) -> str|None:
+    "Raise a clear error if `p` is missing, of an unsupported type, empty, or binary; else its text encoding (None: a PDF)."
     if not p.exists(): raise FileNotFoundError(f"{p} does not exist: check the path (relative paths start at {Path.cwd()}).")
     sfx = p.suffix.lower()
     if sfx not in LOADERS:
@@ -53,18 +72,22 @@ def _check_file(p:Path):
                          f"Supported: {', '.join(sorted(LOADERS))}; convert the file or pass another one.")
     with open(p, "rb") as f: head = f.read(8192)
     if not head: raise ValueError(f"{p} is empty: remove it or give it some text.")
-    if sfx == ".pdf" and not head.startswith(b"%PDF"):
-        raise ValueError(f"{p} is named .pdf but is not a PDF file: re-export it as PDF or rename it.")
-    if sfx != ".pdf" and b"\x00" in head:
-        raise ValueError(f"{p} looks binary (it contains NUL bytes), not {sfx} text: pass the original text file.")
+    if sfx == ".pdf":
+        if not head.startswith(b"%PDF"): raise ValueError(f"{p} is named .pdf but is not a PDF file: re-export it as PDF or rename it.")
+        return None
+    if enc := text_encoding(head): return enc
+    raise ValueError(f"{p} looks binary (it contains NUL bytes and is not UTF-16 or UTF-32 text), not {sfx} text: "
+                     "pass the original text file.")
 
 # %% ../nbs/01_load.ipynb #1492659b
 def load_file(path) -> list[Document]:
     "Load one HTML, PDF, Markdown or text file into `Document`s with `source` = its path."
     p = Path(path)
-    _check_file(p)
-    try: docs = LOADERS[p.suffix.lower()](p)
-    except Exception as e: raise ValueError(f"{p} could not be read ({type(e).__name__}: {e}); is it valid {p.suffix} (UTF-8 for text)?") from e
+    enc = _check_file(p)
+    try: docs = LOADERS[p.suffix.lower()](p, encoding=enc)
+    except Exception as e:
+        raise ValueError(f"{p} could not be read ({type(e).__name__}: {e}); is it valid {p.suffix}{f' in {enc}' if enc else ''}? "
+                         "Save text as UTF-8.") from e
     docs = [Document(page_content=_tidy(d.page_content), metadata={**d.metadata, "source": str(p)}) for d in docs]
     docs = [d for d in docs if d.page_content]
     if not docs: raise ValueError(f"{p} has no extractable text (a scanned PDF needs OCR first).")

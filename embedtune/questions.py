@@ -13,14 +13,14 @@ from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
 from .core import cache_dir, stable_hash, save_json, load_json, progress as progress_bar
 from .llm import is_local, default_concurrency
-from .filter import Screened, filter_questions
+from .replay import ReplayChat
+from .filter import Screened, filter_questions, is_refusal
 
 # %% auto #0
-__all__ = ['DOCUMENT_TASK', 'QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'TRANSIENT_NAMES', 'task_text',
-           'prompt_text', 'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar',
-           'avoid_bias', 'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'retrying', 'asample', 'Generated',
-           'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'build_dataset', 'write_dataset',
-           'read_dataset', 'to_pairs', 'make_datasets']
+__all__ = ['DOCUMENT_TASK', 'QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'task_text', 'prompt_text',
+           'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar', 'call_kwargs',
+           'model_id', 'QuestionCache', 'is_transient', 'retrying', 'asample', 'WrittenQuestions',
+           'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
 DOCUMENT_TASK = "Document:\n{context}\n\n{task}"  # the user turn of every question prompt: the chunk first, then the request
@@ -77,14 +77,14 @@ _numbering = re.compile(r"^\s*[*_]*\s*(?:(?:q(?:uestion)?\s*#?\s*)?\d{1,3}\s*[.)
 def _unquote(q:str) -> str: return q[1:-1].strip() if len(q) > 2 and q[0] in "\"“" and q[-1] in "\"”" else q
 
 def parse_questions(text:str, n:int) -> list[str]:
-    "Questions in an LLM reply: numbering and quotes stripped, empty and repeated lines dropped, at most `n`."
+    "Questions in an LLM reply: numbering and quotes stripped, empty, letterless and repeated lines dropped, at most `n`."
     lines = [l for l in text.splitlines() if l.strip()]
     numbered = [l for l in lines if _numbering.match(l)]
     out, seen = [], set()
     for line in numbered or lines:
         q = _unquote(_numbering.sub("", line, count=1).strip().strip("*_ ").strip())
         key = " ".join(q.lower().split())
-        if q and key not in seen: seen.add(key); out.append(q)
+        if any(ch.isalpha() for ch in q) and key not in seen: seen.add(key); out.append(q)
     return out[:n]
 
 # %% ../nbs/04_questions.ipynb #89f9abd8
@@ -97,37 +97,62 @@ def numbered_grammar(n:int, end:str="?", length:int=200) -> str:
 AVOID = ["document", "documents", "passage", "passages", "text", "excerpt", "paragraph", "article", "snippet",
          "given", "provided", "above", "mentioned", "described", "this", "these", "those"]
 
-def avoid_bias(llm, words:list[str]=AVOID) -> dict[int, float]:
-    "A llama.cpp logit bias that keeps local model `llm` from writing `words` (every spelling of them that is one token)."
-    ids = set()
-    for w in words:
-        for s in {w, w.capitalize(), " " + w, " " + w.capitalize()}:
-            if len(t := llm.client.tokenize(s.encode(), add_bos=False, special=False)) == 1: ids.add(t[0])
-    return {i: -100.0 for i in sorted(ids)}
-
 def call_kwargs(llm, n:int, end:str="?", length:int=200, avoid:list[str]=AVOID) -> dict:
-    "Extra arguments for `llm` calls asking for `n` questions: one line each; local models: a bias against `avoid`, a grammar for lists."
+    "Extra arguments for `llm` calls asking for `n` questions: one line each; local models: words to `avoid`, a grammar for lists."
     if not is_local(llm): return {"stop": ["\n"]} if n == 1 else {}
-    kw = {"logit_bias": avoid_bias(llm, avoid)} if avoid else {}
+    kw = {"avoid": list(avoid)} if avoid else {}  # the local model turns them into a logit bias
     if n == 1: return {**kw, "stop": ["\n"], "max_tokens": length // 2}
-    from llama_cpp import LlamaGrammar
-    return {**kw, "grammar": LlamaGrammar.from_string(numbered_grammar(n, end, length), verbose=False), "max_tokens": 80 * n}
+    return {**kw, "grammar": numbered_grammar(n, end, length), "max_tokens": 80 * n}
 
 # %% ../nbs/04_questions.ipynb #6866e0b2
 def model_id(llm) -> str:
     "Name of `llm` for cache keys: its class and model name (or model file name), the same on every machine."
+    if isinstance(llm, ReplayChat): return llm.model  # the model it replays
     path = getattr(llm, "model_path", None)
     name = Path(path).name if path else (getattr(llm, "model_name", None) or getattr(llm, "model", None) or "")
     return f"{type(llm).__name__}:{name}"
 
+def _is_corrupt(e:sqlite3.DatabaseError) -> bool:
+    "True for SQLite's 'malformed' and 'not a database' errors (not for a locked, read-only or full database)."
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None: return type(e) is sqlite3.DatabaseError  # before: the others are OperationalError
+    return (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+def _damage(db:sqlite3.Connection) -> str|None:
+    "What is wrong with the SQLite file behind `db`, or None if it reads as sound."
+    try: rows = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as e:
+        if _is_corrupt(e): return str(e)
+        raise
+    return None if rows == ["ok"] else "; ".join(rows[:3])
+
+def _move_aside(path:Path) -> Path:
+    "Rename `path` (and its journal files) to `<name>.corrupt-<time>`, a name not taken yet."
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    bad = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for i in range(1, 1000):
+        if not bad.exists(): break
+        bad = path.with_name(f"{path.name}.corrupt-{stamp}-{i}")
+    for sfx in ("-journal", "-wal", "-shm"):  # a journal left beside a fresh file would be replayed into it
+        if (j := path.with_name(path.name + sfx)).exists(): j.rename(bad.with_name(bad.name + sfx))
+    path.rename(bad)
+    return bad
+
 class QuestionCache:
-    "SQLite store of LLM replies keyed by (model, prompt, chunk, n, settings…)."
+    "SQLite store of LLM replies keyed by (model, prompt, chunk, n, settings…); a corrupt file is moved aside for a fresh one."
     def __init__(self, path=None):
         self.path = Path(path) if path else cache_dir("questions")/"replies.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
+        self.db = self._connect()
+        if problem := _damage(self.db):
+            self.db.close()
+            bad = _move_aside(self.path)
+            warnings.warn(f"The question cache {self.path} is corrupt ({problem}): moved it to {bad} and started an empty "
+                          "cache there; replies it held will be asked for again.")
+            self.db = self._connect()
         self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT, reply TEXT, created REAL)")
 
+    def _connect(self): return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
     def key(self, model:str, prompt:str, chunk:str, n:int, *settings) -> str: return stable_hash(model, prompt, chunk, n, *settings, n=32)
     def get(self, key:str) -> str|None:
         row = self.db.execute("SELECT reply FROM replies WHERE key=?", (key,)).fetchone()
@@ -139,13 +164,19 @@ class QuestionCache:
 
 # %% ../nbs/04_questions.ipynb #03d94694
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError", "ServiceUnavailableError"}
 
 def is_transient(e:BaseException) -> bool:
-    "True for errors worth retrying: time-outs, dropped connections, rate limits and server errors."
-    status = getattr(e, "status_code", None) or getattr(getattr(e, "response", None), "status_code", None)
+    "True for errors worth retrying: LangChain's `is_retryable`, else the server's `x-should-retry` or status, else time-outs and lost connections."
+    import openai
+    from langchain_core.exceptions import ModelError
+    if isinstance(e, ModelError): return e.is_retryable
+    response = getattr(e, "response", None)
+    headers = getattr(response, "headers", None)
+    flag = str(headers.get("x-should-retry", "")).lower() if hasattr(headers, "get") else ""
+    if flag in ("true", "false"): return flag == "true"  # the server says (OpenAI's header, which its SDK obeys)
+    status = getattr(e, "status_code", None) or getattr(response, "status_code", None)
     if isinstance(status, int): return status in TRANSIENT_STATUS
-    return isinstance(e, (TimeoutError, ConnectionError)) or any(t.__name__ in TRANSIENT_NAMES for t in type(e).__mro__)
+    return isinstance(e, (TimeoutError, ConnectionError, openai.APIConnectionError))  # APITimeoutError is one too
 
 async def retrying(call, retries:int=4, backoff:float=1.0):
     "`await call()`, retrying transient errors up to `retries` times with exponential backoff."
@@ -173,7 +204,7 @@ async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, bac
 
 # %% ../nbs/04_questions.ipynb #a107610d
 @dataclass
-class Generated:
+class WrittenQuestions:
     "Questions per chunk id, replies that held no question, where the replies came from, and the questions kept by the filter."
     questions: dict = field(default_factory=dict)
     failures: dict = field(default_factory=dict)
@@ -181,20 +212,22 @@ class Generated:
     n_replies: int = 0  # replies written by the model in this run
     n_called: int = 0  # requests sent to the model
     screened: Screened|None = None  # what `filter_questions` kept and dropped
+    refused: list = field(default_factory=list)  # (chunk id, text): refusals in replies, never kept as questions
 
     @property
     def kept(self) -> dict: return self.screened.kept if self.screened else self.questions
 
     def __repr__(self):
         nq, kept = sum(map(len, self.questions.values())), sum(map(len, self.kept.values()))
-        return (f"Generated({nq} questions for {len(self.questions)} chunks, {kept} kept, {len(self.failures)} chunks failed; "
+        refused = f", {len(self.refused)} refusals dropped" if self.refused else ""
+        return (f"WrittenQuestions({nq} questions for {len(self.questions)} chunks, {kept} kept, {len(self.failures)} chunks failed{refused}; "
                 f"{self.n_replies} replies in {self.n_called} requests, {self.n_cached} cached)")
 
 # %% ../nbs/04_questions.ipynb #7469fe51
 async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per_call:int=1, prompt:ChatPromptTemplate|None=None,
                               examples:list[str]|None=None, cache:QuestionCache|None|bool=None, concurrency:int|None=None,
                               temperature:float|None=0.7, seed:int=0, avoid:list[str]=AVOID, screen:bool=True, retries:int=4,
-                              backoff:float=1.0, progress:bool=True) -> Generated:
+                              backoff:float=1.0, progress:bool=True) -> WrittenQuestions:
     "Ask `llm` for `n_questions` queries about each chunk, `per_call` per sampled reply (in the style of `examples` if given), cached; `screen`: filter them."
     for name, v in (("n_questions", n_questions), ("per_call", per_call)):
         if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a whole number >= 1, got {v!r}.")
@@ -204,8 +237,8 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
     calls, task = -(-n_questions // per_call), task_text(per_call, STYLE_TASK if examples else "search question")
     kw = call_kwargs(llm, per_call, query_ending(examples), query_length(examples), avoid)
     if temperature is not None: kw["temperature"] = temperature
-    avoided = " ".join(avoid) if "logit_bias" in kw else ""  # part of the cache key: it changes the replies
-    sem, mid, ptext, res = asyncio.Semaphore(concurrency or default_concurrency(llm)), model_id(llm), prompt_text(prompt), Generated()
+    avoided = " ".join(avoid) if "avoid" in kw else ""  # part of the cache key: it changes the replies
+    sem, mid, ptext, res = asyncio.Semaphore(concurrency or default_concurrency(llm)), model_id(llm), prompt_text(prompt), WrittenQuestions()
     async def one(c):
         keys = [cache.key(mid, ptext, c.page_content, per_call, temperature, avoided, seed + i) for i in range(calls)] if use else [None] * calls
         replies = [cache.get(k) for k in keys] if use else [None] * calls
@@ -219,14 +252,18 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
                 replies[i] = r
                 if use: cache.put(keys[i], mid, r)
             res.n_replies, res.n_called = res.n_replies + len(new), res.n_called + requests
-        qs = list(dict.fromkeys(q for r in replies for q in parse_questions(r, per_call)))[:n_questions]
+        parsed = [q for r in replies for q in parse_questions(r, per_call)]
+        res.refused += [(c.metadata["id"], q) for q in parsed if is_refusal(q)]  # filter or not: a refusal is no question
+        qs = list(dict.fromkeys(q for q in parsed if not is_refusal(q)))[:n_questions]
         if qs: res.questions[c.metadata["id"]] = qs
         else: res.failures[c.metadata["id"]] = "\n".join(replies)
     await _run_all([one(c) for c in chunks], "Writing questions", progress, cache)
     order = {c.metadata["id"]: i for i, c in enumerate(chunks)}
     res.questions = dict(sorted(res.questions.items(), key=lambda kv: order[kv[0]]))
     if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4)
-    if res.failures: warnings.warn(f"{len(res.failures)} of {len(chunks)} chunk(s) gave no parseable question; see `.failures`.")
+    if res.refused: warnings.warn(f"{len(res.refused)} refusal(s) dropped, e.g. {res.refused[0][1]!r}; see `.refused`.")
+    if res.failures: warnings.warn(f"{len(res.failures)} of {len(chunks)} chunk(s) gave no question (replies empty, unparseable "
+                                   "or refusals); see `.failures`.")
     return res
 
 # %% ../nbs/04_questions.ipynb #bac9b588
@@ -260,48 +297,6 @@ def run_sync(coro):
         fut.cancel()
         raise
 
-def generate_questions(chunks:list[Document], llm, n_questions:int=4, **kwargs) -> Generated:
+def generate_questions(chunks:list[Document], llm, n_questions:int=4, **kwargs) -> WrittenQuestions:
     "Synchronous `agenerate_questions`."
     return run_sync(agenerate_questions(chunks, llm, n_questions, **kwargs))
-
-# %% ../nbs/04_questions.ipynb #ce595b1a
-def build_dataset(chunks:list[Document], generated:Generated) -> dict:
-    "The seed's `{questions, relevant_contexts, corpus}` from a split's `chunks` and the questions kept for them."
-    corpus = {c.metadata["id"]: c.page_content for c in chunks}
-    questions, relevant = {}, {}
-    for cid, qs in generated.kept.items():
-        if cid not in corpus: raise KeyError(f"Questions for chunk {cid}, which is not among the chunks given.")
-        for q in qs:
-            qid = stable_hash(cid, q)
-            questions[qid], relevant[qid] = q, [cid]
-    return {"questions": questions, "relevant_contexts": relevant, "corpus": corpus}
-
-# %% ../nbs/04_questions.ipynb #9644eafe
-def write_dataset(ds:dict, path) -> Path:
-    "Save dataset `ds` as JSON in the seed's format."
-    return save_json({k: ds[k] for k in ("questions", "relevant_contexts", "corpus")}, path)
-
-def read_dataset(path) -> dict:
-    "Load a dataset saved by `write_dataset` (or by the seed), checking that it is consistent."
-    ds = load_json(path)
-    missing = {"questions", "relevant_contexts", "corpus"} - set(ds)
-    if missing: raise ValueError(f"{path} is not an embedtune dataset: it lacks {sorted(missing)}.")
-    bad = [q for q in ds["questions"] if not set(ds["relevant_contexts"].get(q, [])) & set(ds["corpus"])]
-    if bad: raise ValueError(f"{path}: {len(bad)} question(s) have no relevant context in the corpus, e.g. {bad[0]!r}.")
-    return ds
-
-def to_pairs(ds:dict):
-    "A Hugging Face `Dataset` of (anchor, positive) pairs: each question with its relevant chunk's text."
-    from datasets import Dataset
-    rows = [(q, ds["corpus"][c]) for qid, q in ds["questions"].items() for c in ds["relevant_contexts"][qid][:1]]
-    return Dataset.from_dict({"anchor": [a for a, _ in rows], "positive": [p for _, p in rows]})
-
-# %% ../nbs/04_questions.ipynb #8858704d
-def make_datasets(splits:dict[str, list[Document]], llm, n_questions:int=4, limits:dict|None=None, **kwargs) -> tuple[dict, dict]:
-    "Questions for (up to `limits[split]`) chunks of each split, as `generate_questions`; returns (datasets, generated) by split name."
-    datasets, gens = {}, {}
-    for name, chunks in splits.items():
-        todo = chunks[:(limits or {}).get(name) or len(chunks)]
-        gens[name] = generate_questions(todo, llm, n_questions, **kwargs)
-        datasets[name] = build_dataset(chunks, gens[name])
-    return datasets, gens

@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # deprecated in ragas 0.4, but its collections 
                                NonLLMContextPrecisionWithReference, RougeScore, BleuScore, NonLLMStringSimilarity,
                                LLMContextRecall, Faithfulness, FactualCorrectness, ResponseRelevancy,
                                ContextEntityRecall, NoiseSensitivity)
-from .llm import is_local, openai_chat_model
+from .llm import is_local, is_openai_url, openai_base_url, openai_chat_model, openai_key
 from .rag import answer_all
 
 # %% auto #0
@@ -120,10 +120,10 @@ def openai_judge(model:str="gpt-4o", embedding_model:str="text-embedding-3-small
     from ragas.embeddings import LangchainEmbeddingsWrapper
     from ragas.llms import LangchainLLMWrapper
     llm = openai_chat_model(model, **kwargs)  # a clear error without OPENAI_API_KEY (or base_url)
-    conn = {k: kwargs[k] for k in ("base_url", "api_key", "timeout", "max_retries", "organization", "default_headers") if k in kwargs}
-    conn.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")
-    if "base_url" in conn: conn["check_embedding_ctx_length"] = False  # no tiktoken (OpenAI's tokens) for another server
-    emb = OpenAIEmbeddings(model=embedding_model, **conn)  # the same server and connection settings
+    conn = {k: kwargs[k] for k in ("base_url", "timeout", "max_retries", "organization", "default_headers") if k in kwargs}
+    if not is_openai_url(openai_base_url(kwargs.get("base_url"))): conn["check_embedding_ctx_length"] = False  # no tiktoken there
+    key = openai_key(kwargs.get("base_url"), kwargs.get("api_key")) or "unused"  # OPENAI_API_KEY only to OpenAI itself
+    emb = OpenAIEmbeddings(model=embedding_model, api_key=key, **conn)  # the same server and connection settings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return LangchainLLMWrapper(llm), LangchainEmbeddingsWrapper(emb)

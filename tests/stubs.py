@@ -1,6 +1,6 @@
-"""A small OpenAI-compatible chat server on 127.0.0.1: a local stand-in for the online API in tests; and what the tests
+"""A small OpenAI-compatible chat and embeddings server on 127.0.0.1: a local stand-in for the online API in tests; and what the tests
 that start servers share (a free port, whether CI is running)."""
-import json, os, re, socket, threading
+import base64, json, os, re, socket, struct, threading, time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,10 +19,31 @@ def free_port() -> int:
 
 
 class StubOpenAI:
-    "Answers /v1/chat/completions with questions about the document; `statuses` are returned first."
-    def __init__(self, statuses=(), fail_after=None, fail_status=401):
+    """Answers /v1/chat/completions with questions about the document (or with `contents`, one per choice, while they
+    last) and /v1/embeddings with small vectors. `statuses` are returned first; the first `drops` chat requests get no
+    reply (the connection is closed), the next `slow` ones are answered after `delay` seconds. Every request's body is
+    in `requests` (chat) or `embedded` (embeddings), its headers (lower-case names) in `headers`."""
+    def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=()):
         self.statuses, self.fail_after, self.fail_status = list(statuses), fail_after, fail_status
-        self.requests, self.answered = [], 0
+        self.drops, self.slow, self.delay, self.contents = drops, slow, delay, list(contents)
+        self.requests, self.embedded, self.headers, self.answered = [], [], [], 0
+
+    def fault(self) -> str|None:
+        "What to do to the next chat request instead of answering at once: 'drop', 'slow' or None."
+        if self.drops: self.drops -= 1; return "drop"
+        if self.slow: self.slow -= 1; return "slow"
+        return None
+
+    def embed(self, body):
+        "Status and JSON payload for an embeddings request: one 8-dimensional vector per input, base64 if asked."
+        self.embedded.append(body)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, t in enumerate(texts):
+            v = [float(len(str(t)) % (k + 2)) + 1.0 for k in range(8)]
+            e = base64.b64encode(struct.pack("<8f", *v)).decode() if body.get("encoding_format") == "base64" else v
+            data.append({"object": "embedding", "index": i, "embedding": e})
+        return 200, {"object": "list", "data": data, "model": body.get("model", "stub"), "usage": {"prompt_tokens": 1, "total_tokens": 1}}
 
     def reply(self, body):
         "Status and JSON payload for one request: `n` choices (as OpenAI and vLLM give), one question each when one is asked for."
@@ -36,7 +57,7 @@ class StubOpenAI:
         choices = []
         for i in range(body.get("n") or 1):
             w = words[((body.get("seed") or 0) + i) % len(words)]
-            content = (f"What does the reference say about {w}?" if "Write one" in text else
+            content = (self.contents.pop(0) if self.contents else f"What does the reference say about {w}?" if "Write one" in text else
                        f"Here are the questions:\n1. What does the reference say about {w}?\n\n2. Why is {w} used, e.g. in 3.11?")
             choices.append({"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"})
         return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
@@ -52,14 +73,30 @@ def serve_openai(stub: StubOpenAI, keep_alive: bool = False):
         def log_message(self, *a): pass
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, payload = stub.reply(body)
+            stub.headers.append({k.lower(): v for k, v in self.headers.items()})
+            if self.path.rstrip("/").endswith("/embeddings"): status, payload = stub.embed(body)
+            else:
+                fault = stub.fault()
+                if fault == "drop":  # no reply at all: the client sees the connection closed
+                    stub.requests.append(body)
+                    self.close_connection = True
+                    return
+                status, payload = stub.reply(body)
+                if fault == "slow": time.sleep(stub.delay)
             data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError): self.close_connection = True  # the client gave up waiting
     with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as srv:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         try: yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
         finally: srv.shutdown()
+
+
+def run_slow() -> bool:
+    "True when the slow tests run too (live models, several processes, whole pipelines): under CI, or with EMBEDTUNE_SLOW=1."
+    return in_ci() or os.environ.get("EMBEDTUNE_SLOW", "").strip().lower() not in ("", "0", "false", "no")

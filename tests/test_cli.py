@@ -1,37 +1,42 @@
-"""`embedtune run` and `embedtune sweep` as a batch user calls them, with tiny parameters."""
-import csv, json, subprocess, sys
+"""`embedtune run` and `embedtune sweep` as a batch user calls them, with tiny parameters and the local model's replies
+replayed (see tests/test_pipeline.py). Each starts a kernel per run, so these are slow: CI runs them."""
+import csv, json, os, subprocess, sys
 from pathlib import Path
+import pytest
 
-FILES = str(Path(__file__).resolve().parents[1]/"nbs"/"files")
-TINY = ["-p", "sources", f"[{FILES}]", "-p", "chunk_size", "300", "-p", "max_train_chunks", "6", "-p", "max_eval_chunks", "2",
-        "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false"]
+ROOT = Path(__file__).resolve().parents[1]
+FILES = str(ROOT/"nbs"/"files")
+TINY = ["-y", f"sources: [{FILES}]", "-p", "chunk_size", "300", "-p", "max_train_chunks", "6", "-p", "max_eval_chunks", "2",
+        "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false"]
+REPLIES = str(ROOT/"tests"/"replies"/"cli.jsonl")
 
 
 def embedtune(*args, cwd):
-    r = subprocess.run([str(Path(sys.executable).parent/"embedtune"), *args], capture_output=True, text=True, cwd=cwd, timeout=3600)
-    return r
+    return subprocess.run([str(Path(sys.executable).parent/"embedtune"), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=3600, env={**os.environ, "EMBEDTUNE_REPLIES": REPLIES})
 
 
-def test_sweep_writes_one_table_for_all_runs(tmp_path):
-    r = embedtune("sweep", *TINY, "-p", "epochs", "1,2", "-p", "cache_dir", str(tmp_path/"cache"), cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+@pytest.mark.slow
+def test_sweep_writes_one_table_and_names_the_failed_run(tmp_path):
+    (tmp_path/"docs").mkdir()
+    (tmp_path/"docs"/"broken.pdf").write_text("not a pdf")  # found only when the second run loads its sources
+    grid = f"epochs: [1]\nsources: [[{FILES}], [{FILES}, {tmp_path/'docs'/'broken.pdf'}]]\n"
+    (tmp_path/"grid.yaml").write_text(grid)
+    r = embedtune("sweep", "grid.yaml", *TINY[2:], "-p", "cache_dir", str(tmp_path/"cache"), cwd=tmp_path)
+    assert r.returncode != 0 and "1 of 2 runs failed: 02_" in r.stderr, r.stderr[-3000:]
     [sweep] = (tmp_path/"runs").glob("sweep-*")
     rows = list(csv.DictReader(open(sweep/"sweep.csv")))
-    assert [row["epochs"] for row in rows] == ["1", "2"]
-    assert {"base ndcg@10", "fine-tuned ndcg@10", "fine-tuned @64 ndcg@10"} <= set(rows[0])
-    assert (sweep/"sweep.png").stat().st_size > 0 and json.loads((sweep/"sweep.json").read_text())["failed"] == []
-    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert runs == ["01_epochs=1", "02_epochs=2"] and all((sweep/r/"metrics.json").exists() for r in runs)
-    assert list(rows[0])[:2] == ["run", "epochs"]  # the one parameter that varies comes first, then the scores
+    assert len(rows) == 1 and {"base ndcg@10", "fine-tuned ndcg@10", "fine-tuned @64 ndcg@10"} <= set(rows[0])
+    failed = json.loads((sweep/"sweep.json").read_text())["failed"]
+    assert [f["run"][:3] for f in failed] == ["02_"] and "is not a PDF file" in failed[0]["error"]
+    assert (sweep/"sweep.png").stat().st_size > 0 and sorted(p.name[:3] for p in sweep.iterdir() if p.is_dir()) == ["01_", "02_"]
 
 
-def test_bad_parameter_is_refused_before_running(tmp_path):
-    r = embedtune("run", "-p", "epochs", "three", cwd=tmp_path)
-    assert r.returncode != 0 and "Parameter epochs takes a int" in r.stderr and not (tmp_path/"runs").exists()
-
-
+@pytest.mark.slow
 def test_failed_run_keeps_its_folder_and_says_where(tmp_path):
-    r = embedtune("run", "-p", "sources", "[missing_folder/]", cwd=tmp_path)
-    assert r.returncode != 0 and "missing_folder" in r.stderr and "What was done is in" in r.stderr
+    (tmp_path/"notes.pdf").write_text("not a pdf")
+    r = embedtune("run", "-y", f"sources: [{tmp_path/'notes.pdf'}]", cwd=tmp_path)
+    assert r.returncode != 0 and "is not a PDF file" in r.stderr and "What was done is in" in r.stderr
     [run] = (tmp_path/"runs").iterdir()
     assert (run/"params.json").exists() and (run/"finetune.ipynb").exists()
+    assert json.loads((run/"metrics.json").read_text())["failed"]["step"] == "chunk"

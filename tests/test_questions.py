@@ -46,13 +46,11 @@ def test_unparseable_reply_is_recorded_not_fatal(chunks, tmp_path):
     assert list(gen.failures) == [chunks[0].metadata["id"]] and len(gen.questions) == 1
 
 
-def test_local_model_questions_have_the_right_form(chunks, local_llm, tmp_path):
-    gen = generate_questions(chunks[:2], local_llm, 3, cache=QuestionCache(tmp_path/"c.sqlite"), progress=False)
-    assert len(gen.questions) == 2 and not gen.failures and gen.n_called == 2  # one request per chunk: three samples
-    for qs in gen.questions.values():
-        assert 1 <= len(qs) <= 3 and all("\n" not in q and not q[:2].rstrip(".").isdigit() and q.strip() == q for q in qs)
-    listed = generate_questions(chunks[:2], local_llm, 3, per_call=3, cache=False, progress=False)  # a numbered list, by grammar
-    assert all(len(qs) >= 2 and all(q.endswith("?") for q in qs) for qs in listed.questions.values())
+def test_live_local_model_smoke(chunks, local_llm, tmp_path):
+    "The one test of the live local model here: two sampled one-line questions per chunk from one request (form, not text)."
+    gen = generate_questions(chunks[:1], local_llm, 2, cache=QuestionCache(tmp_path/"c.sqlite"), progress=False)
+    assert gen.n_called == 1 and gen.n_replies == 2 and not gen.failures
+    assert all(q.strip() == q and "\n" not in q for qs in gen.questions.values() for q in qs)
 
 
 def test_example_queries_set_the_style_and_the_cache_key(chunks, tmp_path):

@@ -8,6 +8,8 @@ import json, os, subprocess, sys, time, urllib.request
 import pytest
 from stubs import free_port, in_ci
 
+pytestmark = pytest.mark.slow  # a real server with the live model: CI runs these, make test with EMBEDTUNE_SLOW=1
+
 SERVER_EXTRA = "pip install 'llama-cpp-python[server]' (make install does)"
 
 

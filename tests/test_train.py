@@ -6,17 +6,22 @@ from sentence_transformers import SentenceTransformer
 from embedtune.chunk import chunk_documents, split_chunks
 from embedtune.core import load_json
 from embedtune.load import demo_corpus
-from embedtune.questions import QuestionCache, make_datasets, write_dataset
+from embedtune.llm import chat_model
+from embedtune.questions import QuestionCache
+from embedtune.dataset import make_datasets, write_dataset
+
+REPLIES = str(Path(__file__).parent/"replies"/"train.jsonl")  # the local model's replies, recorded
 
 
 @pytest.fixture(scope="module")
-def tiny_train(local_llm, tmp_path_factory):
+def tiny_train(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
     splits = split_chunks(chunk_documents(demo_corpus(["assert", "pass", "del", "global", "return"])), fractions=(1, 0, 0))
-    dss, _ = make_datasets(splits, local_llm, 2, limits={"train": 8}, cache=QuestionCache(d/"c.sqlite"), progress=False)
+    dss, _ = make_datasets(splits, chat_model("local", replay=REPLIES), 2, limits={"train": 8}, cache=QuestionCache(d/"c.sqlite"), progress=False)
     return write_dataset(dss["train"], d/"train_dataset.json")
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_with_gloo(tiny_train, tmp_path):
     torchrun = Path(sys.executable).parent/"torchrun"
     script = Path(__file__).parent/"ddp_train.py"

@@ -2,14 +2,10 @@
 
 Usage (from anywhere): `.venv/bin/python tools/proc_docs.py [--run runs/<id>]`; `tools/build_docs.sh` calls it.
 
-Differences from `nbdev-proc-nbs`, all on purpose:
+As `nbdev-proc-nbs`, it executes each notebook's exported cells, `show_doc` cells and cells with imports (the notebooks
+keep imports in cells of their own, so no test or demo runs). Differences from `nbdev-proc-nbs`, all on purpose:
 - it never tries to install Quarto (`nbdev-proc-nbs` runs nbdev's Quarto installer when `quarto` is missing);
 - it runs in one process, one notebook at a time (modest CPU), and always from scratch;
-- to render the API docs, nbdev executes the exported cells, the `show_doc` cells and every cell that contains an
-  import. A test cell that mixes imports with other code (nbdev warns about those: "See FAQ") would then run without
-  the cells it depends on, or do real work (with stock nbdev, 08_ragas fails with a NameError and 00_core with an
-  HTTP 404, since nbdev runs them from the repository root): such cells are skipped here. Exported cells,
-  `show_doc` cells, `#| exec_doc` cells and cells made of imports alone are executed: that is what the API docs need;
 - it keeps `nbs/sidebar.yml` as written (nbdev's generated sidebar would replace it unless
   `custom_sidebar = true`), and refreshes `nbs/nbdev.yml` from `pyproject.toml` as `nbdev-docs` does.
 
@@ -24,7 +20,7 @@ The tutorial page shows the outputs of a real default run: those kept in `nbs/_r
 refreshes them), or with `--run runs/<id>` those of another `make run`. Nothing is executed: each output goes under the
 code cell it came from, for every cell whose code is unchanged since that run.
 """
-import argparse, ast, json, os, re, sys, warnings
+import argparse, json, os, re, sys
 from pathlib import Path
 
 import yaml
@@ -32,24 +28,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = Path("pipelines/finetune.ipynb")
 KEPT_RUN = Path("_run/finetune.ipynb")  # a default run's outputs for the tutorial page: tools/tutorial_run.py
-
-
-def patch_eval():
-    "Make nbdev execute only exported, `show_doc`, `exec_doc` and import-only cells while processing."
-    import nbdev.processors as procs
-    nb_do_eval = procs._do_eval
-
-    def only_imports(cell):
-        trees = cell.parsed_() or []
-        return bool(trees) and all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees)
-
-    def do_eval(cell):
-        if not nb_do_eval(cell): return False
-        if cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: return True
-        return bool(procs._show_docs(cell.parsed_())) or only_imports(cell)
-
-    procs._do_eval = do_eval
-    warnings.filterwarnings("ignore", message="Found cells containing imports and other code")
 
 
 def with_outputs(current: dict, ran: dict) -> tuple[dict, list[str]]:
@@ -152,7 +130,6 @@ def main():
     args = ap.parse_args()
     run = args.run.resolve() if args.run else None
     os.chdir(ROOT)
-    patch_eval()
     from nbdev.config import get_config
     from nbdev.quarto import refresh_quarto_yml
     from nbdev.serve import proc_nbs
