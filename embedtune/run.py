@@ -161,8 +161,8 @@ def train(self:Run) -> pd.DataFrame:
         self.training["round_trip_dropped"] = counts["round_trip_dropped"]
         self.metrics["training"] = self.training
         del model, base; free_memory()
-    self._say(f"Round trip: kept {counts['questions'] - counts['round_trip_dropped']} of {counts['questions']} questions; "
-              f"{counts['rows']} training rows{' with hard negatives' if p['hard_negatives'] else ''}.")
+    kept = f"round trip (k={p['round_trip_k']}): kept {counts['questions'] - counts['round_trip_dropped']} of {counts['questions']} questions; " if p["round_trip_k"] else ""
+    self._say(f"Trained on {kept}{counts['rows']} rows{' with hard negatives' if p['hard_negatives'] else ''}.")
     t = self.training
     return pd.DataFrame({"before": t["val_before"], "after": t["val_after"]}).filter(like="ndcg", axis=0).round(3)
 
