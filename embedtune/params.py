@@ -98,6 +98,9 @@ def _sources(v, p):
         if not path.exists(): return f"{s!r} does not exist (relative paths start at {Path.cwd()}): fix the path"
         if path.is_file() and path.suffix.lower() not in LOADERS:
             return f"{s!r}: embedtune cannot read '{path.suffix or 'no suffix'}' files; supported: {', '.join(sorted(LOADERS))}"
+        readable = lambda f: f.suffix.lower() in LOADERS and f.is_file() and not any(s.startswith(".") for s in f.relative_to(path).parts)
+        if path.is_dir() and not any(map(readable, path.rglob("*"))):  # as load_folder reads it
+            return f"the folder {s!r} holds no file embedtune can read ({', '.join(sorted(LOADERS))}): add documents or give another folder"
 
 def _hub_cached(repo:str) -> bool:
     "True if Hugging Face model `repo` is in the local cache."
@@ -131,6 +134,7 @@ def model_problem(name:str) -> str|None:
 def _eval_queries(v, p):
     if not v: return None
     path = Path(v).expanduser()
+    if path.is_dir(): return f"{v!r} is a folder: give a JSONL file of labelled queries, or \"\" for none"
     if not path.is_file(): return f"there is no file {v!r}: give a JSONL file of labelled queries, or \"\" for none"
     from embedtune.evaluate import query_lines
     try: query_lines(path)
@@ -198,7 +202,12 @@ def _chunk_size(v, p):
     if v != 0 and not 50 <= v <= 100_000: return "must be 0 (as many tokens as the base model reads) or between 50 and 100000 characters"
 
 def _cache_dir(v, p):
-    if v and Path(v).expanduser().exists() and not Path(v).expanduser().is_dir(): return f"{v!r} is a file: give a folder"
+    if not v: return None
+    path = Path(v).expanduser()
+    if path.exists() and not path.is_dir(): return f"{v!r} is a file: give a folder"
+    there = next(d for d in [path, *path.parents] if d.exists())  # the folder it would be made in
+    if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+        return f"{v!r} cannot be made or written ({str(there)!r} is not a folder you can write to): give another folder"
 
 RULES = {
     "sources": _sources, "chunk_size": _chunk_size, "chunk_overlap": _chunk_overlap, "split_fractions": _fractions,

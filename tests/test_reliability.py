@@ -72,6 +72,9 @@ def test_a_bad_value_is_named_with_what_to_change(name, value, says):
 @pytest.mark.parametrize("values, name, says", [
     ({"sources": ["missing_folder/"]}, "sources", "'missing_folder/' does not exist"),
     ({"sources": [str(ROOT/"pyproject.toml")]}, "sources", "cannot read '.toml' files"),
+    ({"sources": [str(ROOT/".ci")]}, "sources", "holds no file embedtune can read"),
+    ({"eval_queries": FILES}, "eval_queries", "is a folder: give a JSONL file"),
+    ({"cache_dir": str(ROOT/"pyproject.toml"/"cache")}, "cache_dir", "cannot be made or written"),
     ({"base_model": "./my-model"}, "base_model", "there is no folder './my-model'"),
     ({"base_model": FILES}, "base_model", "holds no model (no modules.json or config.json)"),
     ({"base_model": "not a model id!"}, "base_model", "neither a folder nor a Hugging Face model id"),
