@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
-from .core import stable_hash
+from .core import progress, stable_hash
 
 # %% auto #0
 __all__ = ['SPLITS', 'chunk_id', 'chunk_documents', 'dedupe', 'split_chunks']
@@ -25,7 +25,7 @@ def chunk_documents(docs:list[Document], chunk_size:int=750, chunk_overlap:int=2
     kw = dict(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
     splitter = (RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tokenizer, **kw) if tokenizer is not None
                 else RecursiveCharacterTextSplitter(length_function=len, **kw))
-    chunks = splitter.split_documents(docs)
+    chunks = [c for d in progress(docs, desc="Chunking", unit="doc", disable=len(docs) < 500) for c in splitter.split_documents([d])]
     for c in chunks: c.metadata["id"] = chunk_id(c)
     return chunks
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from langchain_core.documents import Document
 from . import __version__
+from .core import progress
 
 # %% auto #0
 __all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'text_encoding', 'load_file', 'load_folder', 'is_url', 'load_url',
@@ -95,14 +96,14 @@ def load_file(path) -> list[Document]:
 
 # %% ../nbs/01_load.ipynb #aebe4ffc
 def load_folder(path) -> list[Document]:
-    "Load every supported file under folder `path`, in sorted order; warn about skipped files."
+    "Load every supported file under folder `path`, in sorted order (a bar for 20 files or more); warn about skipped files."
     root = Path(path)
     files = sorted(f for f in root.rglob("*") if f.is_file() and not any(s.startswith(".") for s in f.relative_to(root).parts))
     skipped = [f.name for f in files if f.suffix.lower() not in LOADERS]
     files = [f for f in files if f.suffix.lower() in LOADERS]
     if not files: raise ValueError(f"{root} has no files embedtune can read ({', '.join(sorted(LOADERS))}): add documents or pass another folder.")
     if skipped: warnings.warn(f"{root}: skipped {len(skipped)} unsupported file(s): {', '.join(skipped[:5])}")
-    return [d for f in files for d in load_file(f)]
+    return [d for f in progress(files, desc="Loading files", unit="file", disable=len(files) < 20) for d in load_file(f)]
 
 # %% ../nbs/01_load.ipynb #3b74d7b8
 def is_url(s) -> bool:
