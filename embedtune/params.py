@@ -179,6 +179,14 @@ def _hub_repo(v, p, env=os.environ):
     if not v: return None
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", v): return f"must be a Hub repository id like 'your-name/my-model', got {v!r}"
     if not env.get("HF_TOKEN"): return "pushing to the Hub needs HF_TOKEN in the environment (in Colab: a secret); set it, or leave push_to_hub empty"
+    if _offline(): return "pushing to the Hub needs the Hub, and HF_HUB_OFFLINE is set: unset it, or leave push_to_hub empty"
+    import httpx
+    from huggingface_hub import constants
+    hub = (env.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    try: status = httpx.get(f"{hub}/api/whoami-v2", headers={"authorization": f"Bearer {env['HF_TOKEN']}"}, timeout=10).status_code
+    except httpx.HTTPError as e:  # checked now, not after the training
+        return f"the Hub ({hub}) could not be reached to check HF_TOKEN ({type(e).__name__}): check the network, or leave push_to_hub empty"
+    if status in (401, 403): return "the Hub refused HF_TOKEN: make a token with write access (huggingface.co/settings/tokens), or leave push_to_hub empty"
 
 # %% ../nbs/09_params.ipynb #33e4dea9
 def _fractions(v, p):

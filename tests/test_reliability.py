@@ -177,3 +177,29 @@ def test_sweep_grid_errors_are_clear(tmp_path, monkeypatch, grid, message):
     if grid is not None: (tmp_path/"grid.yaml").write_text(grid)
     assert message in says("sweep", "grid.yaml", cwd=tmp_path, monkeypatch=monkeypatch)
     assert not (tmp_path/"runs").exists()
+
+
+def test_a_hub_token_is_checked_before_the_run(monkeypatch):
+    "A refused or unreachable HF_TOKEN stops the run now, not after the training (a stand-in Hub on 127.0.0.1)."
+    import http.server
+    from huggingface_hub import constants
+    from embedtune.params import _hub_repo
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the tests run offline; this Hub is local
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path.startswith("/api/whoami") and self.headers.get("authorization") == "Bearer hf_good"
+            body = json.dumps({"name": "me", "type": "user"} if ok else {"error": "Invalid credentials"}).encode()
+            self.send_response(200 if ok else 401); self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *args): pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hub = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert _hub_repo("me/model", {}, env={"HF_TOKEN": "hf_good", "HF_ENDPOINT": hub}) is None
+        assert "the Hub refused HF_TOKEN" in _hub_repo("me/model", {}, env={"HF_TOKEN": "hf_bad", "HF_ENDPOINT": hub})
+    finally: server.shutdown(); server.server_close()
+    assert "could not be reached" in _hub_repo("me/model", {}, env={"HF_TOKEN": "hf_good", "HF_ENDPOINT": hub})
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE is set" in _hub_repo("me/model", {}, env={"HF_TOKEN": "hf_good"})
