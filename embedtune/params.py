@@ -51,7 +51,7 @@ _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0"
 class _Bad: "A value that cannot be converted."
 
 def coerce(value, typ:str):
-    "`value` as parameter type `typ` ('int', 'float', 'bool', 'str' or 'list'), converted from text where it means one; `_Bad` if not."
+    "`value` as parameter type `typ` ('int', 'float', 'bool', 'str' or 'list'), converted from text where it means one; the marker class _Bad if not."
     import yaml
     if typ == "bool":
         if isinstance(value, bool): return value
