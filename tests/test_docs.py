@@ -273,6 +273,19 @@ def test_title_cells_hold_only_title_and_description():
                      f"from the docs): move the rest into a new markdown cell: {bad}")
 
 
+def test_sidebar_lists_every_notebook():
+    "nbs/sidebar.yml is written by hand: every notebook must be in it (checked without a browser, so make test sees it)."
+    import yaml
+    listed = set()
+    def walk(items):
+        for it in items:
+            if isinstance(it, str): listed.add(it)
+            elif isinstance(it, dict): walk(it.get("contents", []))
+    walk(yaml.safe_load((NBS/"sidebar.yml").read_text(encoding="utf-8"))["website"]["sidebar"]["contents"])
+    missing = [nb.relative_to(NBS).as_posix() for nb in notebooks() if nb.relative_to(NBS).as_posix() not in listed]
+    assert not missing, f"add {missing} to nbs/sidebar.yml"
+
+
 def test_home_page_lists_every_page_and_shows_a_table(pages, base_url):
     home = pages[f"{base_url}/index.html"]
     links = {urllib.parse.urldefrag(l)[0] for l in home["links"]}
