@@ -102,6 +102,7 @@ def _sources(v, p):
         if path.is_dir() and not any(map(readable, path.rglob("*"))):  # as load_folder reads it
             return f"the folder {s!r} holds no file embedtune can read ({', '.join(sorted(LOADERS))}): add documents or give another folder"
 
+# %% ../nbs/09_params.ipynb #5632a6b6
 def _hub_cached(repo:str) -> bool:
     "True if Hugging Face model `repo` is in the local cache."
     from huggingface_hub import try_to_load_from_cache

@@ -112,6 +112,7 @@ def model_id(llm) -> str:
     name = Path(path).name if path else (getattr(llm, "model_name", None) or getattr(llm, "model", None) or "")
     return f"{type(llm).__name__}:{name}"
 
+# %% ../nbs/04_questions.ipynb #68524ab1
 def _is_corrupt(e:sqlite3.DatabaseError) -> bool:
     "True for SQLite's 'malformed' and 'not a database' errors (not for a locked, read-only or full database)."
     code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+
@@ -138,6 +139,7 @@ def _move_aside(path:Path) -> Path:
     path.rename(bad)
     return bad
 
+# %% ../nbs/04_questions.ipynb #452f69c4
 class QuestionCache:
     "SQLite store of LLM replies keyed by (model, prompt, chunk, n, settings…); a corrupt file is moved aside for a fresh one."
     def __init__(self, path=None):
