@@ -14,8 +14,8 @@ from . import __version__
 from .core import progress
 
 # %% auto #0
-__all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'text_encoding', 'load_file', 'load_folder', 'is_url', 'load_url',
-           'load_documents']
+__all__ = ['LOADERS', 'SEED_URLS', 'demo_corpus', 'text_encoding', 'load_file', 'folder_files', 'load_folder', 'is_url',
+           'load_url', 'load_documents']
 
 # %% ../nbs/01_load.ipynb #29f6ecc8
 def _tidy(text:str) -> str:
@@ -95,12 +95,17 @@ def load_file(path) -> list[Document]:
     return docs
 
 # %% ../nbs/01_load.ipynb #aebe4ffc
+def folder_files(root) -> tuple[list[Path], list[Path]]:
+    "The files under folder `root` that embedtune reads and those it skips, each sorted; hidden files and folders left out."
+    root = Path(root)
+    found = sorted(f for f in root.rglob("*") if f.is_file() and not any(s.startswith(".") for s in f.relative_to(root).parts))
+    return [f for f in found if f.suffix.lower() in LOADERS], [f for f in found if f.suffix.lower() not in LOADERS]
+
 def load_folder(path) -> list[Document]:
     "Load every supported file under folder `path`, in sorted order (a bar for 20 files or more); warn about skipped files."
     root = Path(path)
-    files = sorted(f for f in root.rglob("*") if f.is_file() and not any(s.startswith(".") for s in f.relative_to(root).parts))
-    skipped = [f.name for f in files if f.suffix.lower() not in LOADERS]
-    files = [f for f in files if f.suffix.lower() in LOADERS]
+    files, skipped = folder_files(root)
+    skipped = [f.name for f in skipped]
     if not files: raise ValueError(f"{root} has no files embedtune can read ({', '.join(sorted(LOADERS))}): add documents or pass another folder.")
     if skipped: warnings.warn(f"{root}: skipped {len(skipped)} unsupported file(s): {', '.join(skipped[:5])}")
     return [d for f in progress(files, desc="Loading files", unit="file", disable=len(files) < 20) for d in load_file(f)]

@@ -90,7 +90,7 @@ def _strings(v, p, most:int|None=None, what="text"):
 
 # %% ../nbs/09_params.ipynb #3b95a466
 def _sources(v, p):
-    from embedtune.load import LOADERS, is_url
+    from embedtune.load import LOADERS, folder_files, is_url
     if bad := _strings(v, p, what="files, folders or URLs"): return bad
     for s in v:
         if is_url(s): continue
@@ -98,8 +98,7 @@ def _sources(v, p):
         if not path.exists(): return f"{s!r} does not exist (relative paths start at {Path.cwd()}): fix the path"
         if path.is_file() and path.suffix.lower() not in LOADERS:
             return f"{s!r}: embedtune cannot read '{path.suffix or 'no suffix'}' files; supported: {', '.join(sorted(LOADERS))}"
-        readable = lambda f: f.suffix.lower() in LOADERS and f.is_file() and not any(s.startswith(".") for s in f.relative_to(path).parts)
-        if path.is_dir() and not any(map(readable, path.rglob("*"))):  # as load_folder reads it
+        if path.is_dir() and not folder_files(path)[0]:
             return f"the folder {s!r} holds no file embedtune can read ({', '.join(sorted(LOADERS))}): add documents or give another folder"
 
 # %% ../nbs/09_params.ipynb #5632a6b6
