@@ -10,8 +10,8 @@ PY := $(VENV)/bin/python
 # resolves a newer build with its CUDA packages; elsewhere the same pin installs from the registry.
 TORCH ?= torch==2.13.0
 # llama-cpp-python has no wheel: pip compiles it, for this machine's CPU (-march=native: on AVX-512 CPUs prompts are read
-# 1.5x faster than by a portable AVX2 build), without AMX (its tiles crashed in a VM). The build skips pip's cache, so
-# that no other CPU ever picks this wheel up. A portable build: make install CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON"
+# 1.5x faster than by a portable AVX2 build), without AMX (its tiles crashed in a VM). The wheel stays in .venv/wheels, never in
+# pip's cache, so that no other CPU ever picks it up. A portable build: make install CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON"
 AMX_OFF := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$(AMX_OFF)" "-DCMAKE_CXX_FLAGS=$(AMX_OFF)"
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
@@ -28,8 +28,14 @@ install: $(STAMP)
 $(STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install --no-cache-dir "llama-cpp-python[server]" -c constraints.txt
-	$(PY) -m pip install "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
+	@# llama.cpp compiles (the longest part) while pip fetches and unpacks everything else; then its wheel goes in
+	rm -rf $(VENV)/wheels
+	@echo "llama-cpp-python compiles in the background (log: $(VENV)/llama-build.log)"
+	$(PY) -m pip wheel -q --no-deps --no-cache-dir -w $(VENV)/wheels llama-cpp-python -c constraints.txt > $(VENV)/llama-build.log 2>&1 & build=$$!; \
+	$(PY) -m pip install "$(TORCH)" -e ".[model,dev,lab]" -c constraints.txt; rest=$$?; \
+	wait $$build || { tail -40 $(VENV)/llama-build.log; echo "llama-cpp-python did not compile: see $(VENV)/llama-build.log"; exit 1; }; \
+	exit $$rest
+	$(PY) -m pip install -q --only-binary llama-cpp-python --find-links $(VENV)/wheels "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
