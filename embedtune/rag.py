@@ -17,7 +17,7 @@ from .llm import default_concurrency
 
 # %% auto #0
 __all__ = ['RAG_PROMPT', 'SEED_VIBE_QUESTIONS', 'DEMO_VIBE_QUESTIONS', 'format_docs', 'retriever_for', 'rag_chain',
-           'chain_concurrency', 'answer_all', 'vibe_check']
+           'chain_concurrency', 'retrieval_step', 'answer_all', 'vibe_check']
 
 # %% ../nbs/07_rag.ipynb #4dc616d2
 _SYSTEM = ("You answer questions about a collection of documents. Use only the context you are given, never what you "
@@ -54,12 +54,18 @@ def chain_concurrency(chain) -> int:
     "Questions `chain` may answer at once: what `rag_chain` recorded, else 1 (the safe choice for local models)."
     return (getattr(chain, "config", None) or {}).get("metadata", {}).get("embedtune_concurrency", 1)
 
+# %% ../nbs/07_rag.ipynb #7098ac8e
+def retrieval_step(chain) -> Runnable|None:
+    "The first step of a `rag_chain`, which only retrieves (`{'question'}` in, `{'context', 'question'}` out); None for another chain."
+    first = getattr(getattr(chain, "bound", chain), "first", None)
+    return first if isinstance(first, RunnableParallel) and set(first.steps__) == {"context", "question"} else None
+
 # %% ../nbs/07_rag.ipynb #8f2f2544
-def answer_all(chain, questions:list[str], max_concurrency:int|None=None) -> list[dict]:
-    "Run `chain` on each question, at most `max_concurrency` at once (default: what the chain allows)."
+def answer_all(chain, questions:list[str], max_concurrency:int|None=None, desc:str="Answering") -> list[dict]:
+    "Run `chain` on each question, at most `max_concurrency` at once (default: what the chain allows), under a bar named `desc`."
     n, out = max_concurrency or chain_concurrency(chain), [None] * len(questions)
     done = chain.batch_as_completed([{"question": q} for q in questions], config={"max_concurrency": n})
-    for i, o in progress(done, total=len(questions), desc="Answering", unit="question"): out[i] = o
+    for i, o in progress(done, total=len(questions), desc=desc, unit="question"): out[i] = o
     return out
 
 # %% ../nbs/07_rag.ipynb #c23f27df

@@ -19,11 +19,11 @@ with warnings.catch_warnings():  # deprecated in ragas 0.4, but its collections 
                                LLMContextRecall, Faithfulness, FactualCorrectness, ResponseRelevancy,
                                ContextEntityRecall, NoiseSensitivity)
 from .llm import is_local, is_openai_url, openai_base_url, openai_chat_model, openai_key
-from .rag import answer_all
+from .rag import answer_all, chain_concurrency, retrieval_step
 
 # %% auto #0
 __all__ = ['offline_metrics', 'online_metrics', 'testset_from_dataset', 'run_chain', 'default_metrics', 'score', 'mean_scores',
-           'evaluate_chain', 'compare_chains', 'plot_comparison', 'openai_judge', 'generate_testset']
+           'needs_answers', 'evaluate_chain', 'compare_chains', 'plot_comparison', 'openai_judge', 'generate_testset']
 
 # %% ../nbs/08_ragas.ipynb #08ff8a42
 def _has(testset, col) -> bool: return testset is None or all(getattr(s, col, None) for s in testset.samples)
@@ -50,13 +50,15 @@ def testset_from_dataset(ds:dict, references:dict[str, str]|None=None) -> Evalua
     return EvaluationDataset(samples=samples)
 
 # %% ../nbs/08_ragas.ipynb #a3851411
-def run_chain(chain, testset:EvaluationDataset, max_concurrency:int|None=None) -> EvaluationDataset:
-    "A copy of `testset` with `chain`'s answers and retrieved chunks (texts and ids) filled in."
-    outs = answer_all(chain, [s.user_input for s in testset.samples], max_concurrency)
+def run_chain(chain, testset:EvaluationDataset, max_concurrency:int|None=None, answers:bool=True) -> EvaluationDataset:
+    "A copy of `testset` with `chain`'s retrieved chunks (texts and ids) and answers filled in; `answers` False: a `rag_chain` only retrieves."
+    step = None if answers else retrieval_step(chain)
+    questions, n = [s.user_input for s in testset.samples], max_concurrency or chain_concurrency(chain)
+    outs = answer_all(step or chain, questions, n, desc="Answering" if step is None else "Retrieving")
     samples = []
     for s, o in zip(testset.samples, outs):
         ids = [d.metadata.get("id") for d in o["context"]]
-        samples.append(s.model_copy(update={"response": str(o["response"]),
+        samples.append(s.model_copy(update={"response": str(o["response"]) if "response" in o else None,
                                             "retrieved_contexts": [d.page_content for d in o["context"]],
                                             "retrieved_context_ids": ids if None not in ids else None}))
     return EvaluationDataset(samples=samples)
@@ -91,9 +93,14 @@ def mean_scores(result) -> dict[str, float]:
     return pd.DataFrame(result.scores).mean(numeric_only=True).to_dict()
 
 # %% ../nbs/08_ragas.ipynb #0a6fc578
+def needs_answers(metrics:list) -> bool:
+    "True if any of RAGAS `metrics` reads the chain's answer (`response`)."
+    return any(c.split(":")[0] == "response" for m in metrics for cols in m.required_columns.values() for c in cols)
+
 def evaluate_chain(chain, testset:EvaluationDataset, metrics:list|None=None, max_concurrency:int|None=None, **kwargs):
-    "Run `chain` on `testset` and score it (keyword arguments go to `score`)."
-    return score(run_chain(chain, testset, max_concurrency), metrics, **kwargs)
+    "Run `chain` on `testset` (its retrieval only when no metric reads answers) and score it (keyword arguments go to `score`)."
+    metrics = default_metrics(testset, kwargs.get("llm")) if metrics is None else metrics
+    return score(run_chain(chain, testset, max_concurrency, answers=needs_answers(metrics)), metrics, **kwargs)
 
 def compare_chains(chains:dict, testset:EvaluationDataset, metrics:list|None=None, **kwargs) -> pd.DataFrame:
     "Mean RAGAS scores of each chain (rows) for each metric (columns), all on the same test set."

@@ -10,7 +10,7 @@ import contextlib, os, random, resource, sys, time
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
-from .core import free_memory, save_json
+from .core import free_memory, model_key, save_json
 from .params import check_params, new_run_folder, run_name, runs_root
 from .load import SEED_URLS, demo_corpus, load_documents
 from .chunk import chunk_documents, split_chunks
@@ -36,6 +36,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         p["out_dir"] = str(self.out)
         self.metrics, self.timings, self.done = {"params": p}, {}, []
+        self.vectors = {}  # each model's chunk vectors (by `model_key`): computed once for validation, evaluation and RAG
         save_json(p, self.out/"params.json")
 
     def __repr__(self): return f"Run({str(self.out)!r}, done: {', '.join(self.done) or 'nothing yet'})"
@@ -157,7 +158,7 @@ def train(self:Run) -> pd.DataFrame:
         model = load()
         self.training = fine_tune(model, rows, self.real or self.datasets["val"], self.out/"model", epochs=p["epochs"],
                                   batch_size=p["batch_size"], lr=p["learning_rate"], seed=p["random_seed"],
-                                  guide=base if p["guided_loss"] else None)
+                                  guide=base if p["guided_loss"] else None, vectors=self.vectors)
         self.training["round_trip_dropped"] = counts["round_trip_dropped"]
         self.metrics["training"] = self.training
         del model, base; free_memory()
@@ -174,8 +175,8 @@ def evaluate(self:Run) -> pd.DataFrame:
     p, test = self.params, self.datasets["test"]
     with self.step("evaluate"):
         seq = p["max_seq_length"] or None  # the same input length for both models
-        self.retrievers = {"base": MatryoshkaEmbeddings(hf_embeddings(p["base_model"] or None, max_seq_length=seq)),
-                           "fine-tuned": MatryoshkaEmbeddings(hf_embeddings(str(self.out/"model"), max_seq_length=seq))}
+        shared = lambda path: MatryoshkaEmbeddings(e := hf_embeddings(path, max_seq_length=seq), memo=self.vectors.setdefault(model_key(e._client), {}))
+        self.retrievers = {"base": shared(p["base_model"] or None), "fine-tuned": shared(str(self.out/"model"))}  # validation's vectors reused
         if p["compare_openai"]: self.retrievers["text-embedding-3-small"] = MatryoshkaEmbeddings(openai_embeddings())
         pool = self.everything if p["eval_corpus"] == "all" else self.splits["test"]
         needed = [c for ds in (test, self.real) if ds for cs in ds["relevant_contexts"].values() for c in cs]

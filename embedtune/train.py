@@ -7,6 +7,7 @@ Docs: https://embedtune.github.io/embedtune/train.html.md"""
 # %% ../nbs/05_train.ipynb #b06b7a35
 from __future__ import annotations
 import os, time
+import numpy as np, torch
 from pathlib import Path
 from datasets import Dataset
 from sentence_transformers import (SentenceTransformer, SentenceTransformerModelCardData, SentenceTransformerTrainer,
@@ -16,12 +17,12 @@ from sentence_transformers.sentence_transformer.evaluation import InformationRet
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import mine_hard_negatives
 from transformers import TrainerCallback
-from .core import OFFLINE_BASE_MODEL, base_model_path, progress, progress_on_terminal
+from .core import OFFLINE_BASE_MODEL, base_model_path, model_key, progress, progress_on_terminal
 from .dataset import to_pairs
 
 # %% auto #0
-__all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'ir_evaluator', 'source_ranks', 'round_trip', 'mine_negatives',
-           'training_pairs', 'training_args', 'TerminalProgress', 'fine_tune', 'push_model']
+__all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'SharedVectorsEvaluator', 'ir_evaluator', 'source_ranks', 'round_trip',
+           'mine_negatives', 'training_pairs', 'training_args', 'TerminalProgress', 'fine_tune', 'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
 def load_model(name:str|None=None, device:str|None=None, max_seq_length:int|None=None) -> SentenceTransformer:
@@ -46,11 +47,28 @@ def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:Senten
     return MatryoshkaLoss(model, inner, matryoshka_dims=dims)
 
 # %% ../nbs/05_train.ipynb #214b3f5c
-def ir_evaluator(ds:dict, name:str="val", truncate_dim:int|None=None, **kwargs) -> InformationRetrievalEvaluator:
-    "sentence-transformers' retrieval evaluator for a dataset in embedtune's format."
+class SharedVectorsEvaluator(InformationRetrievalEvaluator):
+    "An `InformationRetrievalEvaluator` that keeps each model's document vectors in `vectors[model_key(model)]` and reuses them."
+    def __init__(self, *args, vectors:dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vectors = vectors
+
+    def embed_inputs(self, model, sentences, encode_fn_name=None, prompt_name=None, prompt=None, **kwargs):
+        if encode_fn_name != "document" or prompt_name or prompt or kwargs:  # queries, and prompts of its own: as usual
+            return super().embed_inputs(model, sentences, encode_fn_name, prompt_name, prompt, **kwargs)
+        memo = self.vectors.setdefault(model_key(model), {})
+        if todo := [s for s in dict.fromkeys(sentences) if ("d", s) not in memo]:
+            new = model.encode_document(todo, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=self.show_progress_bar)
+            memo.update(zip([("d", s) for s in todo], new))
+        v = torch.as_tensor(np.stack([np.asarray(memo[("d", s)], dtype=np.float32) for s in sentences]), device=model.device)
+        return torch.nn.functional.normalize(v[:, :self.truncate_dim], dim=-1) if self.truncate_dim else v
+
+def ir_evaluator(ds:dict, name:str="val", truncate_dim:int|None=None, vectors:dict|None=None, **kwargs) -> InformationRetrievalEvaluator:
+    "sentence-transformers' retrieval evaluator for a dataset in embedtune's format; with `vectors`, one that shares document vectors there."
     rel = {q: set(cs) for q, cs in ds["relevant_contexts"].items()}
-    return InformationRetrievalEvaluator(ds["questions"], ds["corpus"], rel, name=name, truncate_dim=truncate_dim,
-                                         write_csv=False, **kwargs)
+    extra = {} if vectors is None else {"vectors": vectors}
+    return (InformationRetrievalEvaluator if vectors is None else SharedVectorsEvaluator)(
+        ds["questions"], ds["corpus"], rel, name=name, truncate_dim=truncate_dim, write_csv=False, **extra, **kwargs)
 
 # %% ../nbs/05_train.ipynb #8e4ac02b
 def source_ranks(ds:dict, model:SentenceTransformer, batch_size:int=32) -> dict[str, int]:
@@ -124,12 +142,12 @@ def _last_validation(trainer) -> dict:
 
 def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
               lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None,
-              each_epoch:bool=False, **kwargs) -> dict:
-    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val` (`each_epoch` too), save model and card; returns metrics."
+              each_epoch:bool=False, vectors:dict|None=None, **kwargs) -> dict:
+    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val` (`each_epoch` too; document vectors kept in `vectors`), save model and card; returns metrics."
     pairs = train if isinstance(train, Dataset) else to_pairs(train)
     if len(pairs) < 2: raise ValueError(f"Only {len(pairs)} training pair(s): generate questions for more train chunks.")
     loss = build_loss(model, dims, guide)
-    evaluator = ir_evaluator(val, "val", batch_size=batch_size) if val and val["questions"] else None
+    evaluator = ir_evaluator(val, "val", batch_size=batch_size, vectors=vectors) if val and val["questions"] else None
     on_terminal = progress_on_terminal()  # a batch run: the steps on the terminal, not in the run's notebook
     args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None and each_epoch,
                          **{"disable_tqdm": on_terminal, **kwargs})
