@@ -66,9 +66,9 @@ class SharedVectorsEvaluator(InformationRetrievalEvaluator):
 def ir_evaluator(ds:dict, name:str="val", truncate_dim:int|None=None, vectors:dict|None=None, **kwargs) -> InformationRetrievalEvaluator:
     "sentence-transformers' retrieval evaluator for a dataset in embedtune's format; with `vectors`, one that shares document vectors there."
     rel = {q: set(cs) for q, cs in ds["relevant_contexts"].items()}
-    extra = {} if vectors is None else {"vectors": vectors}
-    return (InformationRetrievalEvaluator if vectors is None else SharedVectorsEvaluator)(
-        ds["questions"], ds["corpus"], rel, name=name, truncate_dim=truncate_dim, write_csv=False, **extra, **kwargs)
+    args = (ds["questions"], ds["corpus"], rel)
+    if vectors is None: return InformationRetrievalEvaluator(*args, name=name, truncate_dim=truncate_dim, write_csv=False, **kwargs)
+    return SharedVectorsEvaluator(*args, name=name, truncate_dim=truncate_dim, write_csv=False, vectors=vectors, **kwargs)
 
 # %% ../nbs/05_train.ipynb #8e4ac02b
 def source_ranks(ds:dict, model:SentenceTransformer, batch_size:int=32) -> dict[str, int]:
