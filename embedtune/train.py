@@ -17,7 +17,7 @@ from sentence_transformers.sentence_transformer.evaluation import InformationRet
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import mine_hard_negatives
 from transformers import TrainerCallback
-from .core import OFFLINE_BASE_MODEL, base_model_path, model_key, progress, progress_on_terminal
+from .core import OFFLINE_BASE_MODEL, base_model_id, base_model_path, model_key, progress, progress_on_terminal
 from .dataset import to_pairs
 
 # %% auto #0
@@ -28,9 +28,9 @@ __all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'SharedVectorsEvaluato
 def load_model(name:str|None=None, device:str|None=None, max_seq_length:int|None=None) -> SentenceTransformer:
     "Load a sentence-transformers model (GPU if there is one) with a model card ready to describe its fine-tuning."
     path = base_model_path(name)
-    card = SentenceTransformerModelCardData(language="en", model_name=f"{Path(str(name or OFFLINE_BASE_MODEL)).name} fine-tuned with embedtune")
+    card = SentenceTransformerModelCardData(language="en", model_name=f"{Path(base_model_id(name)).name} fine-tuned with embedtune")
     model = SentenceTransformer(path, device=device, model_card_data=card)
-    if path != str(name): model.model_card_data.base_model = OFFLINE_BASE_MODEL  # name the real base, not a local folder
+    if path != str(name): model.model_card_data.base_model = base_model_id(name)  # name the real base, not a local folder
     if max_seq_length: model.max_seq_length = max_seq_length
     return model
 
