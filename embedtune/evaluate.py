@@ -19,9 +19,10 @@ from .core import base_model_path, progress
 
 # %% auto #0
 __all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbeddings', 'rank_metrics', 'paired_ci',
-           'corpus_documents', 'faiss_store', 'BM25Retriever', 'rrf', 'FusedRetriever', 'make_retriever',
-           'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'plot_retrievers', 'search_corpus', 'verdict',
-           'query_lines', 'read_eval_queries']
+           'corpus_documents', 'faiss_store', 'ScoredRetriever', 'DenseRetriever', 'BM25Retriever', 'rrf_scores', 'rrf',
+           'FusedRetriever', 'make_retriever', 'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'mean_ci',
+           'plot_retrievers', 'search_corpus', 'without_fine_tuning', 'verdict', 'query_lines', 'holding',
+           'read_eval_queries']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -114,64 +115,101 @@ def faiss_store(chunks:list[Document], embeddings:Embeddings):
     from langchain_community.vectorstores import FAISS
     return FAISS.from_documents(_with_ids(chunks), embeddings, ids=[c.metadata["id"] for c in chunks])
 
-# %% ../nbs/06_evaluate.ipynb #7ce112e0
-class BM25Retriever(BaseRetriever):
-    "Keyword search (BM25 via `bm25s`, stemmed) over `docs`, returning the top `k`; `language` picks stop words and stemmer."
-    docs: list[Document]
+# %% ../nbs/06_evaluate.ipynb #d935da76
+class ScoredRetriever(BaseRetriever):
+    "A LangChain retriever that also answers `search(query)`: the top `k` (chunk id, score) pairs, best first."
     k: int = 10
+
+    def scored(self, query:str, k:int) -> list[tuple[Document, float]]:
+        "The top `k` chunks for `query` with their scores, best first."
+        raise NotImplementedError
+
+    def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
+        return [d for d, _ in self.scored(query, self.k)]
+
+    def search(self, query:str, k:int|None=None) -> list[tuple[str, float]]:
+        "The top `k` (default: the retriever's own) chunk ids for `query` with their scores, best first."
+        return [(d.metadata["id"], s) for d, s in self.scored(query, k or self.k)]
+
+class DenseRetriever(ScoredRetriever):
+    "Dense retrieval over a FAISS `store` of normalised vectors; scores are cosine similarities."
+    store: object
+
+    def scored(self, query:str, k:int) -> list[tuple[Document, float]]:
+        return [(d, 1 - float(dist) / 2) for d, dist in self.store.similarity_search_with_score(query, k=k)]  # unit vectors: |a-b|² = 2 - 2 cos
+
+# %% ../nbs/06_evaluate.ipynb #7ce112e0
+class BM25Retriever(ScoredRetriever):
+    "Keyword search (BM25 via `bm25s`, stemmed) over `docs`; `language` picks stop words and stemmer; `index_dir` loads an index `save` wrote."
+    docs: list[Document]
     language: str = "english"
+    index_dir: str = ""
     _index: object = PrivateAttr(None)
     _stem: object = PrivateAttr(None)
 
     def model_post_init(self, _):
         import bm25s, Stemmer
         self._stem = Stemmer.Stemmer(self.language).stemWords
-        self._index = bm25s.BM25()
-        self._index.index(self._tokens([d.page_content for d in self.docs]), show_progress=False)
+        if self.index_dir: self._index = bm25s.BM25.load(self.index_dir)
+        else:
+            self._index = bm25s.BM25()
+            self._index.index(self._tokens([d.page_content for d in self.docs]), show_progress=False)
 
     def _tokens(self, texts:list[str]):
         import bm25s
         return bm25s.tokenize(texts, stopwords=self.language, stemmer=self._stem, show_progress=False)
 
-    def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
-        idx, _ = self._index.retrieve(self._tokens([query]), k=min(self.k, len(self.docs)), show_progress=False)
-        return [self.docs[i] for i in idx[0]]
+    def scored(self, query:str, k:int) -> list[tuple[Document, float]]:
+        idx, scores = self._index.retrieve(self._tokens([query]), k=min(k, len(self.docs)), show_progress=False)
+        return [(self.docs[i], float(s)) for i, s in zip(idx[0], scores[0])]
+
+    def save(self, path) -> Path:
+        "Save the index (bm25s' own files) to folder `path`; `BM25Retriever(docs=the same docs, index_dir=path)` loads it."
+        self._index.save(str(path))
+        return Path(path)
 
 # %% ../nbs/06_evaluate.ipynb #32e0d1ec
-def rrf(rankings:list[list[str]], c:int=60) -> list[str]:
-    "Reciprocal rank fusion: the ids of `rankings`, ordered by the sum over rankings of 1 / (`c` + rank)."
+def rrf_scores(rankings:list[list[str]], c:int=60) -> dict[str, float]:
+    "Each id of `rankings` with its reciprocal rank fusion score: the sum over rankings of 1 / (`c` + rank)."
     score = {}
     for ranking in rankings:
         for rank, i in enumerate(ranking, 1): score[i] = score.get(i, 0.0) + 1 / (c + rank)
+    return score
+
+def rrf(rankings:list[list[str]], c:int=60) -> list[str]:
+    "Reciprocal rank fusion: the ids of `rankings`, best fused score first."
+    score = rrf_scores(rankings, c)
     return sorted(score, key=score.get, reverse=True)
 
-class FusedRetriever(BaseRetriever):
-    "The top `k` chunks of several `retrievers` fused by reciprocal rank fusion over `metadata['id']`."
+class FusedRetriever(ScoredRetriever):
+    "Several `retrievers` fused by reciprocal rank fusion (constant `c`) over `metadata['id']`, each searching `depth` chunks."
     retrievers: list[BaseRetriever]
-    k: int = 10
+    depth: int = 100
+    c: int = 60
 
-    def _get_relevant_documents(self, query:str, *, run_manager=None) -> list[Document]:
-        found = [r.invoke(query) for r in self.retrievers]
-        by_id = {d.metadata["id"]: d for docs in found for d in docs}
-        return [by_id[i] for i in rrf([[d.metadata["id"] for d in docs] for docs in found])[:self.k]]
+    def scored(self, query:str, k:int) -> list[tuple[Document, float]]:
+        found = [r.scored(query, self.depth) if isinstance(r, ScoredRetriever) else [(d, 0.0) for d in r.invoke(query)] for r in self.retrievers]
+        by_id = {d.metadata["id"]: d for docs in found for d, _ in docs}
+        score = rrf_scores([[d.metadata["id"] for d, _ in docs] for docs in found], self.c)
+        return [(by_id[i], score[i]) for i in sorted(score, key=score.get, reverse=True)[:k]]
 
-def make_retriever(chunks:list[Document], using, k:int=10, depth:int=100) -> BaseRetriever:
+def make_retriever(chunks:list[Document], using, k:int=10, depth:int=100) -> ScoredRetriever:
     "Top-`k` retriever over `chunks`: dense with `using` embeddings, `'bm25'`, or a list of these fused (each searching `depth`)."
     if isinstance(using, (list, tuple)):
-        return FusedRetriever(retrievers=[make_retriever(chunks, u, max(k, depth)) for u in using], k=k)
+        return FusedRetriever(retrievers=[make_retriever(chunks, u, max(k, depth)) for u in using], k=k, depth=max(k, depth))
     if isinstance(using, str):
         if using.lower() != "bm25": raise ValueError(f"Unknown retriever {using!r}: pass embeddings, 'bm25', or a list of these to fuse.")
         return BM25Retriever(docs=_with_ids(chunks), k=k)
-    return faiss_store(chunks, using).as_retriever(search_kwargs={"k": k})
+    return DenseRetriever(store=faiss_store(chunks, using), k=k)
 
 # %% ../nbs/06_evaluate.ipynb #913aebf4
-def query_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -> pd.DataFrame:
-    "Metrics of retriever `using` (see `make_retriever`) for each of `ds`'s questions (one row per id), searching `corpus` (default: `ds['corpus']`)."
+def query_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None, top:dict|None=None) -> pd.DataFrame:
+    "Metrics of retriever `using` (see `make_retriever`) for each of `ds`'s questions (one row per id), searching `corpus` (default: `ds['corpus']`); `top` gets each one's top 10 ids."
     if not ds["questions"]: raise ValueError("The dataset has no questions to evaluate: generate questions for its split first.")
     retriever = make_retriever(corpus_documents(corpus or ds["corpus"]), using, k=max(max(ks), 10))
-    ranked = [retriever.invoke(q) for q in ds["questions"].values()]
-    return pd.DataFrame({qid: rank_metrics([d.metadata["id"] for d in docs], set(ds["relevant_contexts"][qid]), ks)
-                         for qid, docs in zip(ds["questions"], ranked)}).T.rename_axis("question")
+    ranked = {qid: [d.metadata["id"] for d in retriever.invoke(q)] for qid, q in ds["questions"].items()}
+    if top is not None: top.update({qid: ids[:10] for qid, ids in ranked.items()})
+    return pd.DataFrame({qid: rank_metrics(ids, set(ds["relevant_contexts"][qid]), ks) for qid, ids in ranked.items()}).T.rename_axis("question")
 
 def retrieval_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -> dict[str, float]:
     "Mean retrieval metrics of retriever `using` (see `make_retriever`) on `ds`'s questions, searching `corpus` (default: `ds['corpus']`)."
@@ -179,21 +217,38 @@ def retrieval_metrics(ds:dict, using, ks=(1, 3, 5, 10), corpus:dict|None=None) -
 
 # %% ../nbs/06_evaluate.ipynb #95e1ea4a
 def compare_retrievers(ds:dict, models:dict[str, Embeddings], dims:dict[str, list[int]]|None=None, ks=(1, 3, 5, 10),
-                       corpus:dict|None=None, bm25:bool=True, per_query:bool=False) -> pd.DataFrame:
-    "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks."
+                       corpus:dict|None=None, bm25:bool=True, per_query:bool=False, rankings:dict|None=None) -> pd.DataFrame:
+    "Mean metrics per model (per extra Matryoshka size in `dims[name]`; with `bm25`, for BM25 and each model + BM25), same questions and chunks; `rankings` gets each row's top 10 per question."
     models = {name: e if isinstance(e, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(e) for name, e in models.items()}  # each text encoded once
     rows = []  # (row, what retrieves): each model and its smaller Matryoshka sizes; then BM25 and each model fused with it
     for name, t in models.items(): rows += [(name, t)] + [(f"{name} @{d}", t.at(d)) for d in (dims or {}).get(name, [])]
     if bm25: rows += [("BM25", "bm25")] + [(f"{name} + BM25", [t, "bm25"]) for name, t in models.items()]
-    scores = {name: query_metrics(ds, using, ks, corpus) for name, using in progress(rows, desc="Evaluating", unit="retriever")}
+    rankings = {} if rankings is None else rankings
+    scores = {name: query_metrics(ds, using, ks, corpus, rankings.setdefault(name, {})) for name, using in progress(rows, desc="Evaluating", unit="retriever")}
     per = pd.concat(scores, names=["retriever", "question"])
     return per if per_query else per.groupby(level="retriever", sort=False).mean()
 
-def plot_retrievers(df:pd.DataFrame, metrics=("hit_rate@5", "mrr@10", "ndcg@10"), title:str="Retrieval on the test split"):
-    "Grouped bar chart of `metrics` per retriever; returns the matplotlib figure."
+def mean_ci(scores:pd.DataFrame, n_resamples:int=1000, seed:int=0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "Mean, and low and high ends of the 95 % bootstrap interval of the mean, of each column per retriever of per-query `scores`."
+    rng, means, low, high = np.random.default_rng(seed), {}, {}, {}
+    for name, s in scores.groupby(level="retriever", sort=False):
+        v = s.to_numpy(dtype=float)
+        boot = v[rng.integers(0, len(v), (n_resamples, len(v)))].mean(axis=1)
+        means[name], low[name], high[name] = v.mean(axis=0), np.percentile(boot, 2.5, axis=0), np.percentile(boot, 97.5, axis=0)
+    frame = lambda d: pd.DataFrame(d, index=scores.columns).T
+    return frame(means), frame(low), frame(high)
+
+def plot_retrievers(scores:pd.DataFrame, metrics=("hit_rate@5", "mrr@10", "ndcg@10"), title:str="Retrieval on the test split"):
+    "Grouped bars of `metrics` per retriever, with 95 % bootstrap intervals when `scores` holds each query's (`per_query=True`); returns the figure."
     import matplotlib.pyplot as plt
-    ax = df[list(metrics)].plot.bar(figsize=(max(6, 1.1 * len(df)), 4), ylim=(0, 1.05), rot=20, title=title)
-    ax.set_ylabel("score"); ax.legend(loc="lower right"); ax.grid(axis="y", alpha=.3)
+    metrics, err = list(metrics), None
+    if "question" in scores.index.names:
+        means, low, high = (t[metrics] for t in mean_ci(scores[metrics]))
+        err = np.stack([[means[m] - low[m], high[m] - means[m]] for m in metrics])  # (metric, low/high, retriever)
+    else: means = scores[metrics]
+    ax = means.plot.bar(yerr=err, capsize=2, figsize=(max(6, 1.1 * len(means)) + 1.5, 4), ylim=(0, 1.05), rot=20, title=title)
+    ax.set_ylabel("score" + (" (bars: 95 % bootstrap interval)" if err is not None else ""))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False); ax.grid(axis="y", alpha=.3)
     plt.tight_layout()
     return ax.figure
 
@@ -210,25 +265,39 @@ def search_corpus(chunks:list[Document], needed, cap:int=5000, seed:int=42) -> t
     return keep, note
 
 # %% ../nbs/06_evaluate.ipynb #0d69a701
-def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidate:str="fine-tuned",
-            baseline:str="base") -> dict:
-    "Whether `candidate` beats `baseline` on `compare_retrievers(..., per_query=True)` scores (95 % CI of `metric` above 0), and the best retriever."
-    diff, low, high = paired_ci(scores.loc[candidate][metric], scores.loc[baseline][metric])
+def without_fine_tuning(name:str) -> str|None:
+    "The retriever `name` would be without fine-tuning ('fine-tuned + BM25' → 'base + BM25'), or None if it is not fine-tuned."
+    return name.replace("fine-tuned", "base") if "fine-tuned" in name else None
+
+def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidates:list[str]|None=None) -> dict:
+    "The retriever to use of `candidates` (default: every row of per-query `scores` but Matryoshka sizes): the best mean `metric` of those that need no fine-tuning or beat their twin without it (paired 95 % CI above 0)."
     means = scores[metric].groupby(level="retriever", sort=False).mean()
-    better, n, best = low > 0, len(scores.loc[baseline]), str(means.idxmax())
-    what = "better than" if better else "worse than" if high < 0 else "not clearly better than"
-    reason = (f"On {judged_on} ({n} queries) {candidate} is {what} {baseline}: {metric} {means[baseline]:.3f} → "
-              f"{means[candidate]:.3f}, difference {diff:+.3f} (95 % CI {low:+.3f} to {high:+.3f}); use {candidate if better else baseline}. "
-              f"Best retriever: {best} ({means[best]:.3f}).")
-    return {"use": candidate if better else baseline, "better": bool(better), "judged_on": judged_on, "queries": n, "metric": metric,
-            "diff": round(diff, 4), "ci95": [round(low, 4), round(high, 4)], "best": best,
-            "means": {k: round(float(v), 4) for k, v in means.items()}, "reason": reason}
+    names = [n for n in (candidates or means.index) if " @" not in n]
+    ci = lambda a, b: paired_ci(scores.loc[a][metric], scores.loc[b][metric])
+    proven = {n: ci(n, t) for n in names if (t := without_fine_tuning(n)) in names}  # each fine-tuned one against its twin
+    use = max((n for n in names if n not in proven or proven[n][1] > 0), key=means.get)
+    best, n = max(names, key=means.get), len(scores.loc[use])
+    reason = f"On {judged_on} ({n} queries) use {use}: {metric} {means[use]:.3f}, the best of {len(names)} retrievers"
+    if best != use:
+        d, lo, hi = proven[best]
+        reason += (f" once fine-tuning has to prove itself ({best} scored {means[best]:.3f}, but its gain over "
+                   f"{without_fine_tuning(best)} is {d:+.3f}, 95 % CI {lo:+.3f} to {hi:+.3f}, not above 0)")
+    out = {"use": use, "judged_on": judged_on, "queries": n, "metric": metric, "best": best,
+           "means": {k: round(float(means[k]), 4) for k in names},
+           "vs_use": {k: [round(x, 4) for x in ci(k, use)] for k in names if k != use}}
+    if "fine-tuned" in proven:  # the headline: the fine-tuned model against the base, dense
+        d, lo, hi = proven["fine-tuned"]
+        what = "better than" if lo > 0 else "worse than" if hi < 0 else "not clearly better than"
+        reason += (f". The fine-tuned model is {what} the base: {means['base']:.3f} → {means['fine-tuned']:.3f}, "
+                   f"difference {d:+.3f} (95 % CI {lo:+.3f} to {hi:+.3f})")
+        out |= {"better": bool(lo > 0), "diff": round(d, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    return out | {"reason": reason + "."}
 
 # %% ../nbs/06_evaluate.ipynb #df52b9b9
-DEMO_QUERIES = files("embedtune")/"data"/"python_queries.jsonl"  # 26 labelled queries for the demo corpus
+DEMO_QUERIES = files("embedtune")/"data"/"python_queries.jsonl"  # labelled queries for the demo corpus, written by hand
 
-def query_lines(path, min_queries:int=20) -> list[tuple[int, str, list[str]]]:
-    "(line number, query, relevant) of each line of JSONL `path`, checked for form before any document is loaded."
+def query_lines(path, min_queries:int=20) -> list[tuple[int, str, list[str], str]]:
+    "(line number, query, relevant, passage) of each line of JSONL `path`, checked for form before any document is loaded."
     rows = []
     try: text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError: raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8.") from None
@@ -242,22 +311,42 @@ def query_lines(path, min_queries:int=20) -> list[tuple[int, str, list[str]]]:
         rel = [row["relevant"]] if isinstance(row.get("relevant"), str) else row.get("relevant")
         if not rel or not isinstance(rel, list) or not all(isinstance(r, str) and r for r in rel):
             raise ValueError(f'{where}: needs "relevant", a list of the sources (paths or URLs as loaded) or chunk ids that answer it.')
-        rows.append((n, row["query"].strip(), rel))
+        if not isinstance(row.get("passage", ""), str): raise ValueError(f'{where}: "passage" is a phrase of the answer (a string), if given.')
+        rows.append((n, row["query"].strip(), rel, row.get("passage", "").strip()))
     if len(rows) < min_queries:
         raise ValueError(f"{path} has {len(rows)} labelled queries; write at least {min_queries}, or a difference cannot be told from noise.")
     return rows
 
+def _norm(text:str) -> str: return " ".join(text.lower().split())
+
+def _joined(a:str, b:str) -> str:
+    "Two neighbouring chunks (normalised) as one text, the words they share (the splitter's overlap) once."
+    whole = lambda k: a.endswith(b[:k]) and (k == len(b) or b[k] == " ") and (k == len(a) or a[-k - 1] == " ")
+    k = next((k for k in range(min(len(a), len(b)), 0, -1) if whole(k)), 0)
+    return a + " " + b[k:] if k == 0 else a + b[k:]
+
+def holding(chunks:list[Document], phrase:str) -> list[str]:
+    "Ids of `chunks` that hold `phrase` (case and spacing ignored), or else of two neighbours that hold it across their boundary."
+    p = _norm(phrase)
+    if found := [c.metadata["id"] for c in chunks if p in _norm(c.page_content)]: return found
+    seq = sorted(chunks, key=lambda c: (str(c.metadata.get("source", "")), c.metadata.get("start_index", 0)))
+    return list(dict.fromkeys(i for a, b in zip(seq, seq[1:]) if a.metadata.get("source") == b.metadata.get("source")
+                              and p in _joined(_norm(a.page_content), _norm(b.page_content)) for i in (a.metadata["id"], b.metadata["id"])))
+
 def read_eval_queries(path, chunks:list[Document], min_queries:int=20) -> dict:
-    "Labelled real queries from JSONL `path` (`{'query': str, 'relevant': [source or chunk id, ...]}` per line) as a dataset over `chunks`."
-    by_source, ids = {}, {c.metadata["id"] for c in _with_ids(chunks)}
-    for c in chunks: by_source.setdefault(str(c.metadata.get("source", "")), []).append(c.metadata["id"])
-    def resolve(r:str) -> list[str]:
-        if r in ids: return [r]
-        return by_source.get(r) or [i for s, cs in by_source.items() if s.endswith("/" + r.lstrip("./")) for i in cs]
+    "Labelled real queries from JSONL `path` (`{'query', 'relevant': [source or chunk id, ...], 'passage': optional phrase}` per line) as a dataset over `chunks`."
+    by_source, by_id = {}, {c.metadata["id"]: c for c in _with_ids(chunks)}
+    for c in chunks: by_source.setdefault(str(c.metadata.get("source", "")), []).append(c)
+    def resolve(r:str) -> list[Document]:
+        if r in by_id: return [by_id[r]]
+        return by_source.get(r) or [c for s, cs in by_source.items() if s.endswith("/" + r.lstrip("./")) for c in cs]
     questions, relevant = {}, {}
-    for n, query, rel in query_lines(path, min_queries):
+    for n, query, rel, passage in query_lines(path, min_queries):
         if unknown := [r for r in rel if not resolve(r)]:
             raise ValueError(f"{path}, line {n}: {unknown} match no loaded source and no chunk id (sources look like "
                              f"{next(iter(by_source))!r}): fix the name or load that document.")
-        questions[f"real-{n}"], relevant[f"real-{n}"] = query, list(dict.fromkeys(i for r in rel for i in resolve(r)))
+        found = [c for r in rel for c in resolve(r)]
+        ids = holding(found, passage) if passage else [c.metadata["id"] for c in found]
+        if not ids: raise ValueError(f"{path}, line {n}: the passage {passage!r} is in none of the chunks of {rel}: fix the phrase or leave it out.")
+        questions[f"real-{n}"], relevant[f"real-{n}"] = query, list(dict.fromkeys(ids))
     return {"questions": questions, "relevant_contexts": relevant, "corpus": {c.metadata["id"]: c.page_content for c in chunks}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast, copy, difflib, functools, importlib.util, itertools, json, os, re, time
 from importlib.resources import files
 from pathlib import Path
-from .core import load_json
+from .core import PACKAGED_MODELS, base_model_id, load_json, part_files
 
 # %% auto #0
 __all__ = ['PIPELINE', 'RULES', 'RENAMED', 'SEED_PRESET', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce',
@@ -113,8 +113,12 @@ def _offline() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 def model_problem(name:str) -> str|None:
-    "What keeps `name` (a sentence-transformers folder or Hugging Face id; '' for the packaged MiniLM) from loading, or None."
+    "What keeps `name` (a sentence-transformers folder or Hugging Face id; '' for the packaged MiniLM, 'mpnet' for the other packaged model) from loading, or None."
     if name in ("", "minilm"): return None
+    if name in PACKAGED_MODELS:  # installed parts are enough: they are joined and hash-checked when first loaded
+        try: part_files(name)
+        except ImportError as e: return str(e)
+        return None
     path = Path(name).expanduser()
     if path.is_dir():
         if (path/"modules.json").exists() or (path/"config.json").exists(): return None
@@ -219,12 +223,21 @@ def _cache_dir(v, p):
     if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
         return f"{v!r} cannot be made or written ({str(there)!r} is not a folder you can write to): give another folder"
 
+def _base_models(v, p):
+    if bad := _strings(v, p, what="model names, Hub ids or folders"): return bad
+    ids = [base_model_id(m) for m in v]
+    if base_model_id(p.get("base_model")) in ids: return f"lists the base model itself ({p.get('base_model') or 'minilm'}): it is scored anyway"
+    if len(set(ids)) < len(ids): return f"lists a model twice: {v}"
+    for m in v:
+        if why := model_problem(m): return why
+
 RULES = {
     "sources": _sources, "chunk_size": _chunk_size, "chunk_overlap": _chunk_overlap, "split_fractions": _fractions,
     "random_seed": between(0), "llm": _llm, "llm_base_url": _base_url, "llm_api_key_env": _key_env,
     "llm_concurrency": between(0, 1024), "n_questions": between(1, 20), "questions_per_call": _per_call,
     "max_train_chunks": between(0, why="0 means every chunk"), "max_eval_chunks": between(0, why="0 means every chunk"),
-    "n_threads": between(0, 256), "base_model": lambda v, p: model_problem(v), "max_seq_length": between(0, 8192),
+    "n_threads": between(0, 256), "base_model": lambda v, p: model_problem(v),
+    "compare_base_models": _base_models, "max_seq_length": between(0, 8192),
     "query_examples": _examples, "round_trip_k": between(0), "epochs": between(1, 100, "0 would save the base model as if fine-tuned"),
     "batch_size": between(2, 4096, "MultipleNegativesRankingLoss takes its negatives from the other pairs of a batch"),
     "learning_rate": lambda v, p: None if 0 < v <= 1 else "must be above 0 and at most 1 (2e-5 is typical)",

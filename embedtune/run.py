@@ -6,7 +6,7 @@ Docs: https://embedtune.github.io/embedtune/run.html.md"""
 
 # %% ../nbs/10_run.ipynb #e0a8c111
 from __future__ import annotations
-import contextlib, os, random, resource, sys, time
+import contextlib, os, random, resource, shutil, sys, time
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
@@ -20,6 +20,7 @@ from .dataset import dataset_summary, make_datasets, one_per_chunk, write_datase
 from .train import fine_tune, load_model, push_model, training_pairs
 from .evaluate import (DEMO_QUERIES, MatryoshkaEmbeddings, compare_retrievers, hf_embeddings, make_retriever,
                                 openai_embeddings, plot_retrievers, read_eval_queries, search_corpus, verdict)
+from .retriever import load_retriever, save_retriever
 from .rag import DEMO_VIBE_QUESTIONS, SEED_VIBE_QUESTIONS, rag_chain, vibe_check
 from .ragas import compare_chains, generate_testset, online_metrics, openai_judge, plot_comparison, testset_from_dataset
 
@@ -169,60 +170,111 @@ def train(self:Run) -> pd.DataFrame:
 
 # %% ../nbs/10_run.ipynb #2c9a083b
 @patch
+def models(self:Run) -> dict[str, str]:
+    "Each dense model the run scores, by its name in the tables: the base model, the fine-tuned one, then `compare_base_models` (a folder by its name)."
+    p = self.params
+    name = lambda m: Path(m).name if Path(m).expanduser().is_dir() else m
+    return {"base": p["base_model"], "fine-tuned": str(self.out/"model"), **{name(m): m for m in p["compare_base_models"]}}
+
+@patch
+def embeddings(self:Run, model:str) -> MatryoshkaEmbeddings:
+    "LangChain embeddings of `model` (as `models` names it) whose vectors are kept in `vectors` under the model's key."
+    e = hf_embeddings(model or None, max_seq_length=self.params["max_seq_length"] or None)  # the same input length for every model
+    return MatryoshkaEmbeddings(e, memo=self.vectors.setdefault(model_key(e._client), {}))
+
+@patch
 def evaluate(self:Run) -> pd.DataFrame:
     "Score every retriever on the test questions (and the labelled real queries); returns the mean metrics."
     self._need("training", self.train)
     p, test = self.params, self.datasets["test"]
     with self.step("evaluate"):
-        seq = p["max_seq_length"] or None  # the same input length for both models
-        shared = lambda path: MatryoshkaEmbeddings(e := hf_embeddings(path, max_seq_length=seq), memo=self.vectors.setdefault(model_key(e._client), {}))
-        self.retrievers = {"base": shared(p["base_model"] or None), "fine-tuned": shared(str(self.out/"model"))}  # validation's vectors reused
+        self.retrievers = {name: self.embeddings(model) for name, model in self.models().items()}  # validation's vectors reused
         if p["compare_openai"]: self.retrievers["text-embedding-3-small"] = MatryoshkaEmbeddings(openai_embeddings())
         pool = self.everything if p["eval_corpus"] == "all" else self.splits["test"]
         needed = [c for ds in (test, self.real) if ds for cs in ds["relevant_contexts"].values() for c in cs]
         self.searched, note = search_corpus(pool, needed, p["eval_corpus_max"], seed=p["random_seed"])
         if note: self._say(note)
-        corpus = {c.metadata["id"]: c.page_content for c in self.searched}
-        self.scores = compare_retrievers(test, self.retrievers, dims={"fine-tuned": self.training["dims"][1:]}, corpus=corpus, per_query=True)
+        corpus, self.rankings = {c.metadata["id"]: c.page_content for c in self.searched}, {"test questions": {}}
+        self.scores = compare_retrievers(test, self.retrievers, dims={"fine-tuned": self.training["dims"][1:]}, corpus=corpus,
+                                         per_query=True, rankings=self.rankings["test questions"])
         table = self.scores.groupby(level="retriever", sort=False).mean()
         self.metrics["retrieval"] = table.to_dict(orient="index")
         self.metrics["searched"] = {"chunks": len(self.searched), "of": len(pool), "capped": bool(note)}
-        plot_retrievers(table, title=f"{len(test['questions'])} synthetic test questions, {len(self.searched)} chunks searched").savefig(self.out/"retrieval.png", dpi=100)
+        plot_retrievers(self.scores, title=f"{len(test['questions'])} synthetic test questions, {len(self.searched)} chunks searched").savefig(self.out/"retrieval.png", dpi=100)
         if self.real:  # over every chunk, whatever eval_corpus says
             over = self.searched if pool is self.everything else search_corpus(self.everything, needed, p["eval_corpus_max"], seed=p["random_seed"])[0]
             real_corpus = {c.metadata["id"]: c.page_content for c in over}
-            self.real_scores = compare_retrievers(self.real, self.retrievers, corpus=real_corpus, per_query=True)
+            self.real_scores = compare_retrievers(self.real, self.retrievers, corpus=real_corpus, per_query=True,
+                                                  rankings=self.rankings.setdefault("real queries", {}))
             real_table = self.real_scores.groupby(level="retriever", sort=False).mean()
             self.metrics["real_queries"] = real_table.to_dict(orient="index")
-            plot_retrievers(real_table, title=f"{len(self.real['questions'])} labelled real queries, {len(real_corpus)} chunks searched").savefig(self.out/"real_queries.png", dpi=100)
+            plot_retrievers(self.real_scores, title=f"{len(self.real['questions'])} labelled real queries, {len(real_corpus)} chunks searched").savefig(self.out/"real_queries.png", dpi=100)
+        save_json(self.rankings, self.out/"rankings.json")  # each retriever's top 10 per query
     return (pd.concat({"real queries": real_table, "synthetic test questions": table}) if self.real else table).round(3)
 
 # %% ../nbs/10_run.ipynb #a35758d7
 @patch
 def decide(self:Run) -> dict:
-    "The verdict (which model to use, and why), pushing the fine-tuned model to the Hub when asked for and recommended."
+    "The verdict (which retriever to use, and why), pushing the fine-tuned model to the Hub when asked for and part of it."
     self._need("scores", self.evaluate)
     p = self.params
-    v = verdict(self.real_scores, "the labelled real queries") if self.real else verdict(self.scores, "the synthetic test questions")
-    self.metrics["verdict"], self.metrics["recommended"] = v, v["use"]
+    scores, judged_on = (self.real_scores, "the labelled real queries") if self.real else (self.scores, "the synthetic test questions")
+    candidates = [n for n in scores.index.unique("retriever") if not n.startswith("text-embedding")]  # OpenAI's would need a key per query
+    v = self.metrics["verdict"] = verdict(scores, judged_on, candidates=candidates)
+    self.recommended = v["use"]
+    self.metrics["recommended"] = {"retriever": v["use"], "judged_on": judged_on, "queries": v["queries"], "folder": "retriever",
+                                   "scores": {k: round(x, 4) for k, x in scores.loc[v["use"]].mean().items()},
+                                   "vs_others": v["vs_use"]}
     self.done.append("decide")
-    if p["push_to_hub"] and v["use"] == "fine-tuned": self.metrics["hub_url"] = str(push_model(self.out/"model", p["push_to_hub"]))
-    elif p["push_to_hub"]: self._say(f"Not pushed to {p['push_to_hub']}: the fine-tuned model is not clearly better than the base.")
+    if p["push_to_hub"] and "fine-tuned" in v["use"]: self.metrics["hub_url"] = str(push_model(self.out/"model", p["push_to_hub"]))
+    elif p["push_to_hub"]: self._say(f"Not pushed to {p['push_to_hub']}: the retriever to use has no fine-tuned model in it.")
     self.save()
     self._say(v["reason"] + ("" if self.real else "\nSynthetic questions from the same writer flatter the fine-tuned model: "
                             "give `eval_queries` (20 or more labelled real queries) for a verdict you can trust."))
     return v
 
+# %% ../nbs/10_run.ipynb #fc01991f
+@patch
+def hand_over(self:Run) -> Path:
+    "Save the recommended retriever over every chunk into `retriever/`, for `load_retriever`; returns the folder."
+    self._need("recommended", self.decide)
+    use = self.recommended
+    with self.step("hand_over"):
+        name = use.removesuffix(" + BM25")
+        model = None if use == "BM25" else self.models()[name]
+        emb = None if model is None else self.retrievers[name]
+        if emb and (todo := sum(("d", c.page_content) not in emb.memo for c in self.everything)):
+            self._say(f"Encoding the {todo:,} chunks evaluation did not search with {name}, for the retriever handed over.")
+        folder = self.out/"retriever"
+        if folder.exists(): shutil.rmtree(folder)  # this run's own, from an earlier try (resume)
+        save_retriever(folder, self.everything, model=model, bm25=use == "BM25" or use.endswith(" + BM25"), embeddings=emb,
+                       k=self.params["rag_k"], about={"name": use, "verdict": self.metrics["verdict"], "run": str(self.out)})
+    self.handed_over = folder
+    self._say(f"Saved {use} over {len(self.everything):,} chunks to {folder}: load_retriever({str(folder)!r}) gives it back.")
+    return folder
+
 # %% ../nbs/10_run.ipynb #445381da
 @patch
+def rag_retrievers(self:Run) -> dict:
+    "The retrievers the RAG chains compare, by name: the base model's and the one handed over (`rag_retriever` 'recommended'), else base and fine-tuned."
+    p = self.params
+    if p["rag_retriever"] == "recommended":  # over every chunk, as the retriever handed over searches
+        self._need("recommended", self.decide)
+        found = {"base": make_retriever(self.everything, self.retrievers["base"], k=p["rag_k"])}
+        self._need("handed_over", self.hand_over)
+        if self.recommended != "base": found[self.recommended] = load_retriever(self.handed_over, k=p["rag_k"])
+        return found
+    using = lambda name: [self.retrievers[name], "bm25"] if p["rag_retriever"] == "hybrid" else self.retrievers[name]
+    return {name: make_retriever(self.searched, using(name), k=p["rag_k"]) for name in ("base", "fine-tuned")}
+
+@patch
 def vibe_check(self:Run) -> pd.DataFrame:
-    "Build the base and fine-tuned RAG chains and show their answers to the vibe questions side by side."
+    "Build the RAG chains (see `rag_retrievers`) and show their answers to the vibe questions side by side."
     self._need("scores", self.evaluate)
     p = self.params
     with self.step("vibe_check"):
         answerer = self.chat(max_tokens=128)  # answers of a sentence or two
-        using = lambda name: [self.retrievers[name], "bm25"] if p["rag_retriever"] == "hybrid" else self.retrievers[name]
-        self.chains = {name: rag_chain(make_retriever(self.searched, using(name), k=p["rag_k"]), answerer) for name in ("base", "fine-tuned")}
+        self.chains = {name: rag_chain(r, answerer) for name, r in self.rag_retrievers().items()}
         questions = p["vibe_questions"] or (DEMO_VIBE_QUESTIONS if not p["sources"] else SEED_VIBE_QUESTIONS if p["sources"] == SEED_URLS
                                             else list(self.datasets["test"]["questions"].values())[:4])
         vibe = vibe_check(questions, self.chains)
@@ -231,7 +283,7 @@ def vibe_check(self:Run) -> pd.DataFrame:
 
 @patch
 def ragas(self:Run) -> pd.DataFrame:
-    "RAGAS scores of the base and fine-tuned chains on the same held-out questions."
+    "RAGAS scores of the RAG chains on the same held-out questions."
     self._need("chains", self.vibe_check)
     p = self.params
     with self.step("ragas"):
@@ -243,7 +295,7 @@ def ragas(self:Run) -> pd.DataFrame:
         else:
             testset = testset_from_dataset(one_per_chunk(self.datasets["test"], p["rag_questions"] or None))
             table = compare_chains(self.chains, testset)
-        self.metrics["rag"] = {"k": p["rag_k"], "retriever": p["rag_retriever"], "mode": "online" if online else "offline",
+        self.metrics["rag"] = {"k": p["rag_k"], "retriever": p["rag_retriever"], "chains": list(self.chains), "mode": "online" if online else "offline",
                                "questions": len(testset.samples), "ragas": table.to_dict(orient="index")}
         plot_comparison(table).savefig(self.out/"ragas.png", dpi=100)
     return table
@@ -252,7 +304,8 @@ def ragas(self:Run) -> pd.DataFrame:
 @patch
 def all(self:Run) -> Run:
     "Do every step that is not done yet, in order (the RAG comparison only when `rag`)."
-    steps = {"chunk": self.chunk, "questions": self.write_questions, "train": self.train, "evaluate": self.evaluate, "decide": self.decide}
+    steps = {"chunk": self.chunk, "questions": self.write_questions, "train": self.train, "evaluate": self.evaluate, "decide": self.decide,
+             "hand_over": self.hand_over}
     if self.params["rag"]: steps |= {"vibe_check": self.vibe_check, "ragas": self.ragas}
     for name, do in steps.items():
         if name not in self.done: do()

@@ -72,14 +72,28 @@ def test_embedtune_run_end_to_end(tmp_path, replayed, monkeypatch):
                                     "BM25", "base + BM25", "fine-tuned + BM25"]  # no OpenAI row: the key asked for nothing
     assert all(0 <= r["ndcg@10"] <= 1 for r in m["retrieval"].values())
     assert list(m["real_queries"]) == ["base", "fine-tuned", "BM25", "base + BM25", "fine-tuned + BM25"]
-    v = m["verdict"]
+    v, use = m["verdict"], m["verdict"]["use"]
     assert (v["judged_on"], v["queries"], v["metric"]) == ("the labelled real queries", 20, "ndcg@10")
-    assert m["recommended"] == v["use"] == ("fine-tuned" if v["ci95"][0] > 0 else "base")
+    assert m["recommended"]["retriever"] == use and m["recommended"]["scores"]["ndcg@10"] == v["means"][use]
+    assert v["means"][use] >= max(s for r, s in v["means"].items() if "fine-tuned" not in r)  # no fine-tuning needed: the best mean
     assert v["means"]["BM25"] == round(m["real_queries"]["BM25"]["ndcg@10"], 4) and (out/"real_queries.png").exists()
+    # the retriever handed over, loaded in a new process, ranks the real queries as the run's own evaluation did
+    queries = {f"real-{n}": q for n, (q, _) in enumerate(REAL, 1)}
+    code = ("import json, sys; from embedtune import load_retriever; r = load_retriever(sys.argv[1], k=10); "
+            "print(json.dumps({q: [i for i, _ in r.search(text)] for q, text in json.loads(sys.argv[2]).items()}))")
+    loaded = subprocess.run([sys.executable, "-c", code, str(out/"retriever"), json.dumps(queries)], capture_output=True, text=True, check=True)
+    assert json.loads(loaded.stdout) == json.loads((out/"rankings.json").read_text())["real queries"][use]
+    # the "Use your retriever" page: that folder in an LCEL chain, run as papermill runs it
+    import papermill as pm
+    used = pm.execute_notebook(str(ROOT/"nbs"/"pipelines"/"use_retriever.ipynb"), str(tmp_path/"use.ipynb"), progress_bar=False,
+                               parameters={"retriever": str(out/"retriever"), "questions": VIBE, "k": 2})
+    shown = json.dumps(used["cells"][-1]["outputs"])
+    assert "What does a retriever return?" in shown and "answer" in shown
     assert t["val_before"]["eval_val_cosine_ndcg@10"] == pytest.approx(m["real_queries"]["base"]["ndcg@10"], abs=1e-4)
-    assert [row["question"] for row in m["vibe_check"]] == VIBE and all(row["base"] and row["fine-tuned"] for row in m["vibe_check"])
-    assert (m["rag"]["mode"], m["rag"]["k"], m["rag"]["questions"], list(m["rag"]["ragas"])) == ("offline", 2, 2, ["base", "fine-tuned"])
-    assert set(m["timings"]) == {"chunk_s", "questions_s", "train_s", "evaluate_s", "vibe_check_s", "ragas_s"} and m["peak_memory_gb"] > 0
+    chains = ["base"] + ([use] if use != "base" else [])  # the base model's dense retriever against the one handed over
+    assert [row["question"] for row in m["vibe_check"]] == VIBE and all(row[c] for row in m["vibe_check"] for c in chains)
+    assert (m["rag"]["mode"], m["rag"]["k"], m["rag"]["questions"], list(m["rag"]["ragas"])) == ("offline", 2, 2, chains)
+    assert set(m["timings"]) == {"chunk_s", "questions_s", "train_s", "evaluate_s", "hand_over_s", "vibe_check_s", "ragas_s"} and m["peak_memory_gb"] > 0
     assert "Writing questions" in r.stderr and "Training" in r.stderr  # live progress on the terminal
     for f in out.rglob("*"):  # the key in the environment is written nowhere
         if f.is_file() and f.stat().st_size < 5e6: assert b"sk-test-SECRET" not in f.read_bytes(), f
@@ -87,15 +101,21 @@ def test_embedtune_run_end_to_end(tmp_path, replayed, monkeypatch):
 
 @pytest.mark.slow
 def test_every_training_option_through_an_openai_compatible_server(tmp_path, monkeypatch):
-    "Round trip, hard negatives, guided loss, chunks as long as the model reads; questions from a vLLM-like server."
+    "Round trip, hard negatives, guided loss, chunks as long as the model reads, another base model; questions from a vLLM-like server."
+    from sentence_transformers import SentenceTransformer
+    from embedtune.core import base_model_path
+    from embedtune.retriever import load_retriever
     from embedtune.run import Run
+    other = SentenceTransformer(base_model_path())
+    other.max_seq_length = 128  # another model, as far as the run can tell: its vectors differ
+    other.save(str(tmp_path/"other-model"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-for-openai-only")
     monkeypatch.setenv("MY_SERVER_KEY", "server-key-123")
     stub = StubOpenAI()
     with serve_openai(stub) as url:
         run = Run({**TINY, "rag": False, "round_trip_k": 20, "hard_negatives": True, "guided_loss": True, "llm": "my-vllm-model",
                    "llm_base_url": url, "llm_api_key_env": "MY_SERVER_KEY", "llm_concurrency": 32, "chunk_size": 0,
-                   "query_examples": ["What does a retriever return?", "Why chunk documents?"],
+                   "query_examples": ["What does a retriever return?", "Why chunk documents?"], "compare_base_models": [str(tmp_path/"other-model")],
                    "out_dir": str(tmp_path/"c"), "cache_dir": str(tmp_path/"cache")}, verbose=False).all()
     m = run.metrics
     assert m["chunking"] == {"chunk_size": 254, "unit": "tokens"}
@@ -106,7 +126,10 @@ def test_every_training_option_through_an_openai_compatible_server(tmp_path, mon
     assert len(stub.requests) == calls > 8 and {r["model"] for r in stub.requests} == {"my-vllm-model"}
     assert "- Why chunk documents?" in stub.requests[0]["messages"][0]["content"]
     assert {h["authorization"] for h in stub.headers} == {"Bearer server-key-123"}  # the named key, never OPENAI_API_KEY
-    assert "vibe_check" not in m and "rag" not in m and run.done == ["chunk", "questions", "train", "evaluate", "decide"]
+    assert {"other-model", "other-model + BM25"} <= set(m["retrieval"]) and {"other-model", "other-model + BM25"} <= set(m["verdict"]["means"])
+    assert "vibe_check" not in m and "rag" not in m and run.done == ["chunk", "questions", "train", "evaluate", "decide", "hand_over"]
+    handed = load_retriever(tmp_path/"c"/"retriever")  # whichever won, it answers
+    assert handed.metadata["embedtune_retriever"] == m["verdict"]["use"] and len(handed.search("Why chunk documents?", 3)) == 3
 
 
 def test_a_second_run_pays_only_for_new_chunks(tmp_path, replayed):

@@ -45,7 +45,7 @@ def no_keys(monkeypatch):
     ("batch_size", 1, "takes its negatives from the other pairs of a batch"),
     ("eval_corpus", "alll", "must be one of ['all', 'split'], got 'alll'"),
     ("split_method", "sorted", "must be one of ['random', 'ordered']"),
-    ("rag_retriever", "sparse", "must be one of ['dense', 'hybrid']"),
+    ("rag_retriever", "sparse", "must be one of ['recommended', 'dense', 'hybrid']"),
     ("ragas_mode", "judged", "must be one of ['offline', 'online', 'auto']"),
     ("learning_rate", -1e-5, "must be above 0"),
     ("learning_rate", "fast", "takes a number"),

@@ -16,8 +16,8 @@ Adaptations of `_proc/` for smalldocs, which Quarto does not need:
 - keys that only Quarto reads (`format.commonmark`, `keep-md`, `format-links`) are dropped from the copies in
   `_proc/`, so that `smalldocs render --strict` fails on any other warning.
 
-The tutorial page shows the outputs of a real default run: those kept in `nbs/_run/finetune.ipynb` (`make tutorial`
-refreshes them), or with `--run runs/<id>` those of another `make run`. Nothing is executed: each output goes under the
+The tutorial pages (the pipeline and "Use your retriever") show the outputs of a real default run: those kept in
+`nbs/_run/` (`make tutorial` refreshes them), or with `--run runs/<id>` those of another `make run`. Nothing is executed: each output goes under the
 code cell it came from, for every cell whose code is unchanged since that run.
 """
 import argparse, json, os, re, sys
@@ -26,8 +26,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE = Path("pipelines/finetune.ipynb")
-KEPT_RUN = Path("_run/finetune.ipynb")  # a default run's outputs for the tutorial page: tools/tutorial_run.py
+PIPELINES = [Path("pipelines/finetune.ipynb"), Path("pipelines/use_retriever.ipynb")]  # pages that show a real run's outputs
+KEPT_RUN = Path("_run")  # a default run's outputs for those pages: tools/tutorial_run.py
 
 
 def with_outputs(current: dict, ran: dict) -> tuple[dict, list[str]]:
@@ -43,19 +43,19 @@ def with_outputs(current: dict, ran: dict) -> tuple[dict, list[str]]:
     return current, stale
 
 
-def use_run(ran: Path, nbs: Path, proc: Path):
-    "Process the tutorial into `_proc/` with the outputs of the executed notebook `ran` (a run's, or the kept one)."
+def use_run(ran: Path, nbs: Path, proc: Path, page: Path):
+    "Process pipeline notebook `page` into `_proc/` with the outputs of the executed notebook `ran` (a run's, or the kept one)."
     from fastcore.nbio import dict2nb, write_nb
     from nbdev.processors import FilterDefaults
     if not ran.exists(): sys.exit(f"proc_docs: {ran} not found: give a folder written by `make run`")
-    current = json.loads((nbs/PIPELINE).read_text(encoding="utf-8"))
+    current = json.loads((nbs/page).read_text(encoding="utf-8"))
     merged, stale = with_outputs(current, json.loads(ran.read_text(encoding="utf-8")))
     nb = dict2nb(merged)
-    nb["path_"] = str(nbs/PIPELINE)  # as read_nb sets it: nbdev's processors need it
+    nb["path_"] = str(nbs/page)  # as read_nb sets it: nbdev's processors need it
     FilterDefaults()(nb)
-    write_nb(nb, proc/PIPELINE)
+    write_nb(nb, proc/page)
     shown = sum(bool(c.get("outputs")) for c in merged["cells"] if c["cell_type"] == "code")
-    print(f"proc_docs: the tutorial page shows the outputs of {ran} under {shown} cells"
+    print(f"proc_docs: {page} shows the outputs of {ran} under {shown} cells"
           + (f"; {len(stale)} cells changed since (no outputs shown: `make tutorial` refreshes them): {stale}" if stale else ""),
           file=sys.stderr)
 
@@ -110,8 +110,7 @@ def rewrite_md_links(proc: Path, renames: dict[str, str]):
         nb, changed = json.loads(p.read_text(encoding="utf-8")), False
         here = p.parent.relative_to(proc)
         def fix(m):
-            target = (here/m.group(2)).as_posix()
-            target = re.sub(r"(^|/)\./", r"\1", target)
+            target = Path(os.path.normpath(here/m.group(2))).as_posix()  # "pipelines/../06a_x.ipynb" -> "06a_x.ipynb"
             new = renames.get(target)
             if not new: return m.group(0)
             rel = Path(os.path.relpath(proc/new, p.parent)).as_posix()
@@ -136,8 +135,9 @@ def main():
     nbs = get_config().nbs_path
     refresh_quarto_yml()  # nbs/nbdev.yml: title, site-url, repo-url, output-dir, from pyproject.toml
     proc = proc_nbs(n_workers=0, force=True)
-    ran = run/PIPELINE.name if run else nbs/KEPT_RUN
-    if run or ran.exists(): use_run(ran, nbs, proc)
+    for page in PIPELINES:
+        ran = run/page.name if run else nbs/KEPT_RUN/page.name
+        if ran.exists(): use_run(ran, nbs, proc, page)
     renames = rename_to_output_files(proc)
     rewrite_yaml(proc/"_quarto.yml", renames, drop=("format.commonmark", "format.html.keep-md"))
     rewrite_yaml(proc/"sidebar.yml", renames)

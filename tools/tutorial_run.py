@@ -1,6 +1,9 @@
-"""Keep the outputs of a real default run for the tutorial page (`make tutorial` runs the pipeline, then this).
+"""Keep the outputs of a real default run for the tutorial pages (`make tutorial` runs the pipeline, then this).
 
-    .venv/bin/python tools/tutorial_run.py runs/<id>   # -> nbs/_run/finetune.ipynb (committed, < 500 KB)
+    .venv/bin/python tools/tutorial_run.py runs/<id>   # -> nbs/_run/finetune.ipynb, use_retriever.ipynb (committed, < 500 KB)
+
+It first executes the "Use your retriever" notebook (`nbs/pipelines/use_retriever.ipynb`) on the run's `retriever/`,
+into the run's folder, with papermill.
 
 The executed notebook of a `make run` on the offline defaults is copied without what only a live session needs:
 widget outputs (download and loading bars), stderr streams (warnings, progress) and widget state. The docs build
@@ -11,7 +14,8 @@ import argparse, json, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEPT = ROOT/"nbs"/"_run"/"finetune.ipynb"
+KEPT = ROOT/"nbs"/"_run"
+USE = ROOT/"nbs"/"pipelines"/"use_retriever.ipynb"
 LIMIT = 500_000  # bytes: the docs page must stay light
 
 
@@ -23,10 +27,18 @@ def slim(output: dict) -> dict | None:
     return output
 
 
-def keep(run: Path, out: Path = KEPT, allow_params: bool = False) -> Path:
-    "Copy the executed pipeline notebook of `run`, slimmed, to `out`; refuse a run that changed parameters."
-    nb = json.loads((run/"finetune.ipynb").read_text(encoding="utf-8"))
-    changed = sorted(set(nb["metadata"].get("papermill", {}).get("parameters", {})) - {"out_dir"})  # what papermill injected
+def use_retriever(run: Path) -> Path:
+    "Execute the \"Use your retriever\" notebook on `run`'s retriever/ into `run`, as a user would."
+    import papermill as pm
+    pm.execute_notebook(str(USE), str(run/USE.name), parameters={"retriever": str(run/"retriever")}, progress_bar=False)
+    return run/USE.name
+
+
+def keep(run: Path, name: str = "finetune.ipynb", out: Path = KEPT, allow_params: bool = False,
+         injected: frozenset = frozenset({"out_dir", "retriever"})) -> Path:
+    "Copy the executed notebook `name` of `run`, slimmed, into folder `out`; refuse a run that changed parameters."
+    nb = json.loads((run/name).read_text(encoding="utf-8"))
+    changed = sorted(set(nb["metadata"].get("papermill", {}).get("parameters", {})) - injected)  # what papermill injected
     if changed and not allow_params:
         sys.exit(f"tutorial_run: {run} changed {changed}: the tutorial shows a run on the defaults (`make tutorial`)")
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
@@ -39,10 +51,10 @@ def keep(run: Path, out: Path = KEPT, allow_params: bool = False) -> Path:
     nb = {**nb, "cells": cells, "metadata": {k: v for k, v in nb["metadata"].items() if k in ("kernelspec", "language_info")}}
     text = json.dumps(nb, ensure_ascii=False, indent=1) + "\n"
     if len(text.encode()) > LIMIT: sys.exit(f"tutorial_run: {len(text.encode()):,} bytes is over {LIMIT:,}: slim the outputs")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(f"tutorial_run: {out.relative_to(ROOT)} ({len(text.encode()) / 1000:.0f} KB) from {run}")
-    return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out/name).write_text(text, encoding="utf-8")
+    print(f"tutorial_run: {(out/name).relative_to(ROOT)} ({len(text.encode()) / 1000:.0f} KB) from {run}")
+    return out/name
 
 
 if __name__ == "__main__":
@@ -51,3 +63,5 @@ if __name__ == "__main__":
     ap.add_argument("--allow-params", action="store_true", help="accept a run with changed parameters (not for the docs)")
     a = ap.parse_args()
     keep(a.run, allow_params=a.allow_params)
+    use_retriever(a.run)
+    keep(a.run, USE.name, allow_params=a.allow_params)
