@@ -156,6 +156,8 @@ def save_json(obj, path) -> Path:
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as f:
         try: json.dump(obj, f, ensure_ascii=False, indent=1)
         except BaseException: f.close(); os.unlink(f.name); raise
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(f.name, 0o666 & ~umask)  # as open() would make it (a temporary file is private to its owner)
     os.replace(f.name, path)
     return path
 

@@ -21,8 +21,8 @@ from .core import base_model_path, progress
 __all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbeddings', 'rank_metrics', 'paired_ci',
            'corpus_documents', 'faiss_store', 'ScoredRetriever', 'DenseRetriever', 'BM25Retriever', 'rrf_scores', 'rrf',
            'FusedRetriever', 'make_retriever', 'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'mean_ci',
-           'plot_retrievers', 'search_corpus', 'without_fine_tuning', 'verdict', 'query_lines', 'holding',
-           'read_eval_queries']
+           'plot_retrievers', 'search_corpus', 'without_fine_tuning', 'retriever_parts', 'verdict', 'query_lines',
+           'holding', 'read_eval_queries']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -268,6 +268,11 @@ def search_corpus(chunks:list[Document], needed, cap:int=5000, seed:int=42) -> t
 def without_fine_tuning(name:str) -> str|None:
     "The retriever `name` would be without fine-tuning ('fine-tuned + BM25' → 'base + BM25'), or None if it is not fine-tuned."
     return name.replace("fine-tuned", "base") if "fine-tuned" in name else None
+
+def retriever_parts(name:str) -> tuple[str|None, bool]:
+    "The dense model in the retriever a row is named for, and whether BM25 is fused in: 'base + BM25' → ('base', True); 'BM25' → (None, True)."
+    if name == "BM25": return None, True
+    return name.removesuffix(" + BM25"), name.endswith(" + BM25")
 
 def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidates:list[str]|None=None) -> dict:
     "The retriever to use of `candidates` (default: every row of per-query `scores` but Matryoshka sizes): the best mean `metric` of those that need no fine-tuning or beat their twin without it (paired 95 % CI above 0)."

@@ -6,7 +6,7 @@ Docs: https://embedtune.github.io/embedtune/retriever.html.md"""
 
 # %% ../nbs/06a_retriever.ipynb #2725bb96
 from __future__ import annotations
-import json, shutil
+import json, os, shutil
 from pathlib import Path
 import numpy as np
 from langchain_core.documents import Document
@@ -40,10 +40,16 @@ def retriever_card(cfg:dict, path=".") -> str:
 # %% ../nbs/06a_retriever.ipynb #021c1a44
 FORMAT = 1  # the layout of a saved retriever's folder; load_retriever refuses another
 
+def _link_or_copy(src, dst):
+    "A hard link to `src` at `dst` (no second copy of the weights on the same disk), else a copy."
+    try: os.link(src, dst)
+    except OSError: shutil.copy2(src, dst)
+
 def _model_ref(model:str, path:Path) -> str:
     "How the saved retriever names `model`: a packaged model or a Hub id by name; a folder (a fine-tuned model) copied in as `model/`."
     if model in ("", "minilm", *PACKAGED_MODELS) or not Path(model).expanduser().is_dir(): return model
-    shutil.copytree(Path(model).expanduser(), path/"model", ignore=shutil.ignore_patterns("trainer", "checkpoint-*"))
+    shutil.copytree(Path(model).expanduser(), path/"model", ignore=shutil.ignore_patterns("trainer", "checkpoint-*"),
+                    copy_function=_link_or_copy)
     return "model"
 
 def save_retriever(path, chunks:list[Document], model:str|None=None, bm25:bool=False, embeddings:MatryoshkaEmbeddings|None=None,

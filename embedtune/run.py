@@ -19,7 +19,7 @@ from .questions import QuestionCache
 from .dataset import dataset_summary, make_datasets, one_per_chunk, write_dataset
 from .train import fine_tune, load_model, push_model, training_pairs
 from .evaluate import (DEMO_QUERIES, MatryoshkaEmbeddings, compare_retrievers, hf_embeddings, make_retriever,
-                                openai_embeddings, plot_retrievers, read_eval_queries, search_corpus, verdict)
+                                openai_embeddings, plot_retrievers, read_eval_queries, retriever_parts, search_corpus, verdict)
 from .retriever import load_retriever, save_retriever
 from .rag import DEMO_VIBE_QUESTIONS, SEED_VIBE_QUESTIONS, rag_chain, vibe_check
 from .ragas import compare_chains, generate_testset, online_metrics, openai_judge, plot_comparison, testset_from_dataset
@@ -147,6 +147,15 @@ def dropped_questions(self:Run, per_reason:int=3) -> pd.DataFrame:
 
 # %% ../nbs/10_run.ipynb #69d88cfe
 @patch
+def capped(self:Run) -> list:
+    "Every chunk, or above `eval_corpus_max` those a test question or real query needs and a seeded sample of the rest (said once)."
+    if not hasattr(self, "_capped"):
+        p, needed = self.params, [c for ds in (self.datasets["test"], self.real) if ds for cs in ds["relevant_contexts"].values() for c in cs]
+        self._capped, note = search_corpus(self.everything, needed, p["eval_corpus_max"], seed=p["random_seed"])
+        if note: self._say(note)
+    return self._capped
+
+@patch
 def train(self:Run) -> pd.DataFrame:
     "Fine-tune the base model on the train split's questions into `model/`; returns validation nDCG@10 before and after."
     self._need("datasets", self.write_questions)
@@ -157,7 +166,8 @@ def train(self:Run) -> pd.DataFrame:
         rows, counts = training_pairs(self.datasets["train"], base, p["round_trip_k"], p["hard_negatives"],
                                       corpus=[c.page_content for c in self.splits["train"]], seed=p["random_seed"])
         model = load()
-        self.training = fine_tune(model, rows, self.real or self.datasets["val"], self.out/"model", epochs=p["epochs"],
+        val = {**self.real, "corpus": {c.metadata["id"]: c.page_content for c in self.capped()}} if self.real else self.datasets["val"]
+        self.training = fine_tune(model, rows, val, self.out/"model", epochs=p["epochs"],
                                   batch_size=p["batch_size"], lr=p["learning_rate"], seed=p["random_seed"],
                                   guide=base if p["guided_loss"] else None, vectors=self.vectors)
         self.training["round_trip_dropped"] = counts["round_trip_dropped"]
@@ -191,19 +201,18 @@ def evaluate(self:Run) -> pd.DataFrame:
         self.retrievers = {name: self.embeddings(model) for name, model in self.models().items()}  # validation's vectors reused
         if p["compare_openai"]: self.retrievers["text-embedding-3-small"] = MatryoshkaEmbeddings(openai_embeddings())
         pool = self.everything if p["eval_corpus"] == "all" else self.splits["test"]
-        needed = [c for ds in (test, self.real) if ds for cs in ds["relevant_contexts"].values() for c in cs]
-        self.searched, note = search_corpus(pool, needed, p["eval_corpus_max"], seed=p["random_seed"])
+        needed = [c for cs in test["relevant_contexts"].values() for c in cs]
+        self.searched, note = (self.capped(), "") if pool is self.everything else search_corpus(pool, needed, p["eval_corpus_max"], seed=p["random_seed"])
         if note: self._say(note)
         corpus, self.rankings = {c.metadata["id"]: c.page_content for c in self.searched}, {"test questions": {}}
         self.scores = compare_retrievers(test, self.retrievers, dims={"fine-tuned": self.training["dims"][1:]}, corpus=corpus,
                                          per_query=True, rankings=self.rankings["test questions"])
         table = self.scores.groupby(level="retriever", sort=False).mean()
         self.metrics["retrieval"] = table.to_dict(orient="index")
-        self.metrics["searched"] = {"chunks": len(self.searched), "of": len(pool), "capped": bool(note)}
+        self.metrics["searched"] = {"chunks": len(self.searched), "of": len(pool), "capped": len(self.searched) < len(pool)}
         plot_retrievers(self.scores, title=f"{len(test['questions'])} synthetic test questions, {len(self.searched)} chunks searched").savefig(self.out/"retrieval.png", dpi=100)
         if self.real:  # over every chunk, whatever eval_corpus says
-            over = self.searched if pool is self.everything else search_corpus(self.everything, needed, p["eval_corpus_max"], seed=p["random_seed"])[0]
-            real_corpus = {c.metadata["id"]: c.page_content for c in over}
+            real_corpus = {c.metadata["id"]: c.page_content for c in self.capped()}
             self.real_scores = compare_retrievers(self.real, self.retrievers, corpus=real_corpus, per_query=True,
                                                   rankings=self.rankings.setdefault("real queries", {}))
             real_table = self.real_scores.groupby(level="retriever", sort=False).mean()
@@ -240,14 +249,13 @@ def hand_over(self:Run) -> Path:
     self._need("recommended", self.decide)
     use = self.recommended
     with self.step("hand_over"):
-        name = use.removesuffix(" + BM25")
-        model = None if use == "BM25" else self.models()[name]
-        emb = None if model is None else self.retrievers[name]
+        name, bm25 = retriever_parts(use)
+        model, emb = (self.models()[name], self.retrievers[name]) if name else (None, None)
         if emb and (todo := sum(("d", c.page_content) not in emb.memo for c in self.everything)):
             self._say(f"Encoding the {todo:,} chunks evaluation did not search with {name}, for the retriever handed over.")
         folder = self.out/"retriever"
         if folder.exists(): shutil.rmtree(folder)  # this run's own, from an earlier try (resume)
-        save_retriever(folder, self.everything, model=model, bm25=use == "BM25" or use.endswith(" + BM25"), embeddings=emb,
+        save_retriever(folder, self.everything, model=model, bm25=bm25, embeddings=emb,
                        k=self.params["rag_k"], about={"name": use, "verdict": self.metrics["verdict"], "run": str(self.out)})
     self.handed_over = folder
     self._say(f"Saved {use} over {len(self.everything):,} chunks to {folder}: load_retriever({str(folder)!r}) gives it back.")
@@ -259,9 +267,8 @@ def rag_retrievers(self:Run) -> dict:
     "The retrievers the RAG chains compare, by name: the base model's and the one handed over (`rag_retriever` 'recommended'), else base and fine-tuned."
     p = self.params
     if p["rag_retriever"] == "recommended":  # over every chunk, as the retriever handed over searches
-        self._need("recommended", self.decide)
-        found = {"base": make_retriever(self.everything, self.retrievers["base"], k=p["rag_k"])}
         self._need("handed_over", self.hand_over)
+        found = {"base": make_retriever(self.everything, self.retrievers["base"], k=p["rag_k"])}
         if self.recommended != "base": found[self.recommended] = load_retriever(self.handed_over, k=p["rag_k"])
         return found
     using = lambda name: [self.retrievers[name], "bm25"] if p["rag_retriever"] == "hybrid" else self.retrievers[name]
