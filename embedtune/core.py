@@ -14,7 +14,7 @@ from pathlib import Path
 __all__ = ['PACKAGED_MODELS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'join_parts', 'part_pins',
            'install_hint', 'part_files', 'file_sha256', 'packaged_model', 'base_model_path', 'base_model_id',
            'model_key', 'save_json', 'load_json', 'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream',
-           'progress', 'serve_folder']
+           'progress', 'encode_missing', 'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -198,6 +198,16 @@ def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="i
                     dynamic_ncols=True)
     from tqdm.auto import tqdm
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)
+
+# %% ../nbs/00_core.ipynb #85a1c373
+def encode_missing(memo:dict, texts, encode, desc:str="Encoding chunks", batch:int=256) -> dict:
+    "Put `encode(texts)` under `('d', text)` in `memo` for each of `texts` it lacks, `batch` at a time, under a bar when there are several batches."
+    todo = list(dict.fromkeys(t for t in texts if ("d", t) not in memo))
+    with progress(total=len(todo), desc=desc, unit="chunk", disable=len(todo) <= batch) as bar:
+        for i in range(0, len(todo), batch):
+            memo.update(zip([("d", t) for t in todo[i:i + batch]], encode(todo[i:i + batch])))
+            bar.update(len(todo[i:i + batch]))
+    return memo
 
 # %% ../nbs/00_core.ipynb #179ab8a3
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

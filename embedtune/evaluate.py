@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from .core import base_model_path, progress
+from .core import base_model_path, encode_missing, progress
 
 # %% auto #0
 __all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbeddings', 'rank_metrics', 'paired_ci',
@@ -59,10 +59,7 @@ class MatryoshkaEmbeddings(Embeddings):
         return (v / (np.linalg.norm(v) or 1.0)).tolist()
 
     def embed_documents(self, texts:list[str]) -> list[list[float]]:
-        todo = list(dict.fromkeys(t for t in texts if ("d", t) not in self.memo))
-        parts = range(0, len(todo), self.batch)
-        for i in progress(parts, desc="Encoding chunks", unit="batch", disable=len(parts) < 2):
-            for t, v in zip(todo[i:i + self.batch], self.base.embed_documents(todo[i:i + self.batch])): self.memo[("d", t)] = v
+        encode_missing(self.memo, texts, self.base.embed_documents, batch=self.batch)
         return [self._cut(self.memo[("d", t)]) for t in texts]
 
     def embed_query(self, text:str) -> list[float]:

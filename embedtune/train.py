@@ -17,7 +17,7 @@ from sentence_transformers.sentence_transformer.evaluation import InformationRet
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import mine_hard_negatives
 from transformers import TrainerCallback
-from .core import OFFLINE_BASE_MODEL, base_model_id, base_model_path, model_key, progress, progress_on_terminal
+from .core import OFFLINE_BASE_MODEL, base_model_id, base_model_path, encode_missing, model_key, progress, progress_on_terminal
 from .dataset import to_pairs
 
 # %% auto #0
@@ -56,10 +56,8 @@ class SharedVectorsEvaluator(InformationRetrievalEvaluator):
     def embed_inputs(self, model, sentences, encode_fn_name=None, prompt_name=None, prompt=None, **kwargs):
         if encode_fn_name != "document" or prompt_name or prompt or kwargs:  # queries, and prompts of its own: as usual
             return super().embed_inputs(model, sentences, encode_fn_name, prompt_name, prompt, **kwargs)
-        memo = self.vectors.setdefault(model_key(model), {})
-        if todo := [s for s in dict.fromkeys(sentences) if ("d", s) not in memo]:
-            new = model.encode_document(todo, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=self.show_progress_bar)
-            memo.update(zip([("d", s) for s in todo], new))
+        memo = encode_missing(self.vectors.setdefault(model_key(model), {}), sentences, desc=f"Encoding chunks ({self.name})",
+                              encode=lambda ts: model.encode_document(ts, batch_size=self.batch_size, normalize_embeddings=True))
         v = torch.as_tensor(np.stack([np.asarray(memo[("d", s)], dtype=np.float32) for s in sentences]), device=model.device)
         return torch.nn.functional.normalize(v[:, :self.truncate_dim], dim=-1) if self.truncate_dim else v
 
