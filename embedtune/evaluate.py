@@ -271,19 +271,25 @@ def retriever_parts(name:str) -> tuple[str|None, bool]:
     if name == "BM25": return None, True
     return name.removesuffix(" + BM25"), name.endswith(" + BM25")
 
+def _hybrid(name:str) -> bool: return name.endswith(" + BM25")
+
 def verdict(scores:pd.DataFrame, judged_on:str="the test questions", metric:str="ndcg@10", candidates:list[str]|None=None) -> dict:
-    "The retriever to use of `candidates` (default: every row of per-query `scores` but Matryoshka sizes): the best mean `metric` of those that need no fine-tuning or beat their twin without it (paired 95 % CI above 0)."
+    "The retriever to use of `candidates` (default: every row of per-query `scores` but Matryoshka sizes); see the rule above."
     means = scores[metric].groupby(level="retriever", sort=False).mean()
     names = [n for n in (candidates or means.index) if " @" not in n]
     ci = lambda a, b: paired_ci(scores.loc[a][metric], scores.loc[b][metric])
     proven = {n: ci(n, t) for n in names if (t := without_fine_tuning(n)) in names}  # each fine-tuned one against its twin
-    use = max((n for n in names if n not in proven or proven[n][1] > 0), key=means.get)
+    admitted = [n for n in names if n not in proven or proven[n][1] > 0]
+    hybrids = [n for n in admitted if _hybrid(n)]
+    best_hybrid = max(hybrids, key=means.get) if hybrids else None
+    alone = {n: ci(n, best_hybrid) for n in admitted if best_hybrid and not _hybrid(n)}  # each one without BM25 against the best hybrid
+    use = max((n for n in admitted if n not in alone or alone[n][1] > 0), key=means.get)
     best, n = max(names, key=means.get), len(scores.loc[use])
     reason = f"On {judged_on} ({n} queries) use {use}: {metric} {means[use]:.3f}, the best of {len(names)} retrievers"
     if best != use:
-        d, lo, hi = proven[best]
-        reason += (f" once fine-tuning has to prove itself ({best} scored {means[best]:.3f}, but its gain over "
-                   f"{without_fine_tuning(best)} is {d:+.3f}, 95 % CI {lo:+.3f} to {hi:+.3f}, not above 0)")
+        d, lo, hi = proven[best] if best in proven and best not in admitted else alone[best]
+        reason += (f" once fine-tuning and going without BM25 have to prove themselves ({best} scored {means[best]:.3f}, but its "
+                   f"gain over {without_fine_tuning(best) if best not in admitted else best_hybrid} is {d:+.3f}, 95 % CI {lo:+.3f} to {hi:+.3f}, not above 0)")
     out = {"use": use, "judged_on": judged_on, "queries": n, "metric": metric, "best": best,
            "means": {k: round(float(means[k]), 4) for k in names},
            "vs_use": {k: [round(x, 4) for x in ci(k, use)] for k in names if k != use}}
