@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from langchain_core.documents import Document
 from .core import stable_hash, save_json, load_json
-from .questions import WrittenQuestions, generate_questions
+from .questions import WrittenQuestions, check_writer, generate_questions
 
 # %% auto #0
 __all__ = ['build_dataset', 'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets', 'dataset_summary', 'one_per_chunk']
@@ -48,13 +48,15 @@ def to_pairs(ds:dict):
     return Dataset.from_dict({"anchor": [a for a, _ in rows], "positive": [p for _, p in rows]})
 
 # %% ../nbs/04a_dataset.ipynb #8858704d
-def make_datasets(splits:dict[str, list[Document]], llm, n_questions:int=4, limits:dict|None=None, **kwargs) -> tuple[dict, dict]:
-    "Questions for (up to `limits[split]`; None: all, 0: none) chunks of each split, as `generate_questions`; returns (datasets, written) by split name."
+def make_datasets(splits:dict[str, list[Document]], llm, n_questions:int=4, limits:dict|None=None, check:bool=True,
+                  **kwargs) -> tuple[dict, dict]:
+    "Questions for (up to `limits[split]`; None: all, 0: none) chunks of each split, as `generate_questions`; `check`: stop at a split whose writer gave nothing usable (`check_writer`)."
     datasets, written = {}, {}
     for name, chunks in splits.items():
         limit = (limits or {}).get(name)
         todo = chunks if limit is None else chunks[:limit]
         written[name] = generate_questions(todo, llm, n_questions, **kwargs) if todo else WrittenQuestions()
+        if check: check_writer(written[name], len(todo), llm, name)
         datasets[name] = build_dataset(chunks, written[name])
     return datasets, written
 

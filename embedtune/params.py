@@ -234,7 +234,7 @@ def _base_models(v, p):
 RULES = {
     "sources": _sources, "chunk_size": _chunk_size, "chunk_overlap": _chunk_overlap, "split_fractions": _fractions,
     "random_seed": between(0), "llm": _llm, "llm_base_url": _base_url, "llm_api_key_env": _key_env,
-    "llm_concurrency": between(0, 1024), "n_questions": between(1, 20), "questions_per_call": _per_call,
+    "llm_concurrency": between(0, 1024), "llm_timeout": between(1, 3600), "n_questions": between(1, 20), "questions_per_call": _per_call,
     "max_train_chunks": between(0, why="0 means every chunk"), "max_eval_chunks": between(0, why="0 means every chunk"),
     "n_threads": between(0, 256), "base_model": lambda v, p: model_problem(v),
     "compare_base_models": _base_models, "max_seq_length": between(0, 8192),
@@ -321,7 +321,7 @@ def new_run_folder(root, name:str) -> Path:
         except FileExistsError: continue
 
 # %% ../nbs/09_params.ipynb #b7b07cb5
-KEEP_ON_RESUME = {"out_dir", "resume", "n_threads", "llm_concurrency", "cache_dir"}  # may change without changing results
+KEEP_ON_RESUME = {"out_dir", "resume", "n_threads", "llm_concurrency", "llm_timeout", "cache_dir"}  # may change without changing results
 
 def folder_problem(out_dir:str, params:dict) -> str|None:
     "Why the run cannot write to `out_dir` ('' : a new folder), or None: it holds another run (unless `resume` with the same parameters), or other files."

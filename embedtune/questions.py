@@ -7,6 +7,7 @@ Docs: https://embedtune.github.io/embedtune/questions.html.md"""
 # %% ../nbs/04_questions.ipynb #690d6d5f
 from __future__ import annotations
 import asyncio, re, sqlite3, threading, time, warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from langchain_core.documents import Document
@@ -18,9 +19,10 @@ from .filter import Screened, filter_questions, is_refusal
 
 # %% auto #0
 __all__ = ['DOCUMENT_TASK', 'QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'task_text', 'prompt_text',
-           'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'numbered_grammar', 'call_kwargs',
-           'model_id', 'QuestionCache', 'is_transient', 'retrying', 'asample', 'WrittenQuestions',
-           'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions']
+           'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'reply_kind', 'numbered_grammar',
+           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'NoReply', 'retrying', 'server_of', 'asample',
+           'WrittenQuestions', 'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'WriterError',
+           'check_writer']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
 DOCUMENT_TASK = "Document:\n{context}\n\n{task}"  # the user turn of every question prompt: the chunk first, then the request
@@ -86,6 +88,13 @@ def parse_questions(text:str, n:int) -> list[str]:
         key = " ".join(q.lower().split())
         if any(ch.isalpha() for ch in q) and key not in seen: seen.add(key); out.append(q)
     return out[:n]
+
+# %% ../nbs/04_questions.ipynb #e5487ac6
+def reply_kind(text:str, n:int) -> str:
+    "What a reply held, for the counts of a writer that gives nothing usable: 'questions', 'refusals', 'unparseable' or 'empty'."
+    if not text.strip(): return "empty"
+    qs = parse_questions(text, n)
+    return "unparseable" if not qs else "refusals" if all(map(is_refusal, qs)) else "questions"
 
 # %% ../nbs/04_questions.ipynb #89f9abd8
 def numbered_grammar(n:int, end:str="?", length:int=200) -> str:
@@ -180,12 +189,23 @@ def is_transient(e:BaseException) -> bool:
     if isinstance(status, int): return status in TRANSIENT_STATUS
     return isinstance(e, (TimeoutError, ConnectionError, openai.APIConnectionError))  # APITimeoutError is one too
 
-async def retrying(call, retries:int=4, backoff:float=1.0):
-    "`await call()`, retrying transient errors up to `retries` times with exponential backoff."
+class NoReply(TimeoutError):
+    "A model or server that sent no reply within the time-out, again after a retry."
+
+async def retrying(call, retries:int=4, backoff:float=1.0, timeout:float|None=None, where:str|None=None, stalls:int=1):
+    "`await call()`, retrying transient errors `retries` times with exponential backoff, a call unanswered after `timeout` s `stalls` times; `where` names the server in a line per retry."
+    waits = 0
     for attempt in range(retries + 1):
-        try: return await call()
+        try: return await (asyncio.wait_for(call(), timeout) if timeout else call())
         except Exception as e:
+            stalled = bool(timeout) and isinstance(e, (TimeoutError, asyncio.TimeoutError))
+            waits += stalled
+            if stalled and waits > stalls:
+                raise NoReply(f"no reply from {where or 'the model'} in {timeout:g} s, {waits} times: is it up, and not overloaded? "
+                              "(if it is only slow: a longer time-out, `llm_timeout` in a run)") from None
             if attempt == retries or not is_transient(e): raise
+            if where: print(f"no reply from {where} for {timeout:g} s; retrying {waits}/{stalls}" if stalled else
+                            f"{where} answered {type(e).__name__}: {str(e)[:160]}; retrying {attempt + 1}/{retries}", flush=True)
             await asyncio.sleep(backoff * 2 ** attempt)
 
 # %% ../nbs/04_questions.ipynb #3046a4d7
@@ -193,13 +213,20 @@ def _takes(llm, arg:str) -> bool:
     "True if `llm` accepts call argument `arg` ('n' or 'seed'): the local model and OpenAI-style clients do."
     return is_local(llm) or arg in getattr(type(llm), "model_fields", {})
 
-async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, backoff:float=1.0, **kwargs) -> tuple[list[str], int]:
+def server_of(llm) -> str:
+    "Where `llm`'s replies come from, for messages: its server's URL, else what it is (the local model, a test double)."
+    if is_local(llm): return "the local model"
+    if type(llm).__name__ == "ChatOpenAI": return str(getattr(llm, "openai_api_base", None) or "https://api.openai.com/v1")
+    return type(llm).__name__
+
+async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, backoff:float=1.0, timeout:float|None=None,
+                  **kwargs) -> tuple[list[str], int]:
     "`n` independent replies to `messages` and the requests it took: one where `llm` takes `n`, else one each (seeds `seed`, `seed`+1, …)."
     out, requests = [], 0
     while len(out) < n:
         extra = {"n": n - len(out)} if n - len(out) > 1 and _takes(llm, "n") else {}
         if seed is not None and _takes(llm, "seed"): extra["seed"] = seed + len(out)
-        result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff)
+        result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff, timeout, server_of(llm))
         out += [g.message.content for g in result.generations[0]]
         requests += 1
     return out[:n], requests
@@ -215,6 +242,7 @@ class WrittenQuestions:
     n_called: int = 0  # requests sent to the model
     screened: Screened|None = None  # what `filter_questions` kept and dropped
     refused: list = field(default_factory=list)  # (chunk id, text): refusals in replies, never kept as questions
+    replies: Counter = field(default_factory=Counter)  # what each reply held: 'questions', 'empty', 'unparseable' or 'refusals'
 
     @property
     def kept(self) -> dict: return self.screened.kept if self.screened else self.questions
@@ -229,8 +257,8 @@ class WrittenQuestions:
 async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per_call:int=1, prompt:ChatPromptTemplate|None=None,
                               examples:list[str]|None=None, cache:QuestionCache|None|bool=None, concurrency:int|None=None,
                               temperature:float|None=0.7, seed:int=0, avoid:list[str]=AVOID, screen:bool=True, retries:int=4,
-                              backoff:float=1.0, progress:bool=True) -> WrittenQuestions:
-    "Ask `llm` for `n_questions` queries about each chunk, `per_call` per sampled reply (in the style of `examples` if given), cached; `screen`: filter them."
+                              backoff:float=1.0, timeout:float|None=None, progress:bool=True) -> WrittenQuestions:
+    "Ask `llm` for `n_questions` queries about each chunk, `per_call` per sampled reply (in the style of `examples` if given), cached; `screen`: filter them; `timeout`: seconds to wait for a reply."
     for name, v in (("n_questions", n_questions), ("per_call", per_call)):
         if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a whole number >= 1, got {v!r}.")
     if cache is None or cache is True: cache = QuestionCache()
@@ -249,17 +277,18 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
         if todo:
             async with sem:
                 msgs = prompt.format_messages(context=c.page_content, task=task, n_questions=per_call)
-                new, requests = await asample(llm, msgs, len(todo), seed + todo[0], retries, backoff, **kw)
+                new, requests = await asample(llm, msgs, len(todo), seed + todo[0], retries, backoff, timeout, **kw)
             for i, r in zip(todo, new):
                 replies[i] = r
                 if use: cache.put(keys[i], mid, r)
             res.n_replies, res.n_called = res.n_replies + len(new), res.n_called + requests
         parsed = [q for r in replies for q in parse_questions(r, per_call)]
+        res.replies.update(reply_kind(r, per_call) for r in replies)
         res.refused += [(c.metadata["id"], q) for q in parsed if is_refusal(q)]  # filter or not: a refusal is no question
         qs = list(dict.fromkeys(q for q in parsed if not is_refusal(q)))[:n_questions]
         if qs: res.questions[c.metadata["id"]] = qs
         else: res.failures[c.metadata["id"]] = "\n".join(replies)
-    await _run_all([one(c) for c in chunks], "Writing questions", progress, cache)
+    await _run_all([one(c) for c in chunks], "Writing questions", progress, cache, server_of(llm))
     order = {c.metadata["id"]: i for i, c in enumerate(chunks)}
     res.questions = dict(sorted(res.questions.items(), key=lambda kv: order[kv[0]]))
     if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4)
@@ -269,14 +298,14 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
     return res
 
 # %% ../nbs/04_questions.ipynb #bac9b588
-async def _run_all(coros, desc, progress, cache):
+async def _run_all(coros, desc, progress, cache, server=None):
     "Await `coros` with a progress bar; on the first error cancel the rest and say how to resume."
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         for t in progress_bar(asyncio.as_completed(tasks), total=len(tasks), desc=desc, unit="chunk", disable=not progress): await t
     except Exception as e:
-        where = f"are cached in {cache.path}; rerun to resume" if cache is not False else "were not cached (cache=False)"
-        raise RuntimeError(f"{desc} stopped: {type(e).__name__}: {e}. Replies received so far {where}.") from e
+        kept = f"are cached in {cache.path}; rerun to resume" if cache is not False else "were not cached (cache=False)"
+        raise RuntimeError(f"{desc} stopped{f' ({server})' if server else ''}: {type(e).__name__}: {e}. Replies received so far {kept}.") from e
     finally:
         for t in tasks: t.cancel()
 
@@ -302,3 +331,22 @@ def run_sync(coro):
 def generate_questions(chunks:list[Document], llm, n_questions:int=4, **kwargs) -> WrittenQuestions:
     "Synchronous `agenerate_questions`."
     return run_sync(agenerate_questions(chunks, llm, n_questions, **kwargs))
+
+# %% ../nbs/04_questions.ipynb #60ce1620
+class WriterError(ValueError):
+    "A question writer whose replies (nearly) all held nothing usable."
+
+def check_writer(w:WrittenQuestions, asked:int, llm=None, split:str="", min_share:float=0.1):
+    "Raise `WriterError` when fewer than `min_share` of the `asked` chunks kept a question: the replies by kind, the filter's reasons, what to check."
+    kept = sum(1 for qs in w.kept.values() if qs)
+    if not asked or kept >= min_share * asked: return
+    kinds = ", ".join(f"{v} {k}" for k, v in w.replies.most_common()) or "none"
+    dropped = w.screened.counts if w.screened else {}
+    filtered = f"; the filter dropped {sum(dropped.values())} question(s) ({', '.join(f'{v} {k}' for k, v in dropped.items())})" if dropped else ""
+    example = next((r for r in w.failures.values() if r.strip()), "")
+    shown = f" A reply: {example[:120]!r}." if example else ""
+    where = server_of(llm) if llm is not None else "the writer"
+    raise WriterError(
+        f"The question writer gave nothing usable{f' for the {split} split' if split else ''}: {kept} of {asked} chunks kept a question. "
+        f"Its replies: {kinds}{filtered}.{shown} Check the model ({model_id(llm) if llm is not None else '?'}), that {where} answers "
+        "chat completions with text, and the prompt style (query_examples). Replies are cached: nothing is asked twice.")

@@ -14,7 +14,7 @@ from .core import free_memory, model_key, save_json
 from .params import check_params, new_run_folder, run_name, runs_root
 from .load import SEED_URLS, demo_corpus, load_documents
 from .chunk import chunk_documents, split_chunks
-from .llm import chat_model
+from .llm import chat_model, is_local
 from .questions import QuestionCache
 from .dataset import dataset_summary, make_datasets, one_per_chunk, write_dataset
 from .train import fine_tune, load_model, push_model, training_pairs
@@ -119,7 +119,8 @@ def write_questions(self:Run) -> pd.DataFrame:
         cache = QuestionCache(Path(p["cache_dir"]).expanduser()/"replies.sqlite") if p["cache_dir"] else QuestionCache()
         self.datasets, self.written = make_datasets(
             self.splits, writer, p["n_questions"], limits=limits, cache=cache, examples=p["query_examples"] or None,
-            concurrency=p["llm_concurrency"] or None, per_call=p["questions_per_call"], screen=p["question_filter"])
+            concurrency=p["llm_concurrency"] or None, per_call=p["questions_per_call"], screen=p["question_filter"],
+            timeout=None if is_local(writer) else p["llm_timeout"])
         del writer; free_memory()  # training needs the memory
         for name, ds in self.datasets.items(): write_dataset(ds, self.out/f"{name}_dataset.json")
         if failures := {k: w.failures for k, w in self.written.items() if w.failures}: save_json(failures, self.out/"failures.json")

@@ -1,5 +1,6 @@
 """Reliability faults, each with a small stand-in (no LLM, no model files): text encodings, interrupted model assembly,
-API keys sent only where they belong, retried connection faults, a corrupt question cache, refusals as questions."""
+API keys sent only where they belong, retried connection faults, a corrupt question cache, refusals as questions, a stalled
+or failing server and a writer that gives nothing usable, each named."""
 import codecs, hashlib, os, signal, sqlite3, subprocess, sys, threading, warnings
 import pytest
 from langchain_core.documents import Document
@@ -277,3 +278,52 @@ def test_refusals_never_become_questions(screen):
             gen = generate_questions(CHUNKS, fake, 3, cache=False, screen=screen, progress=False)
         assert any("1 of 1 chunk(s) gave no question" in str(w.message) for w in caught)
         assert gen.kept == {} and refusal in gen.failures["c1"] and len(gen.refused) == 2, (refusal, gen)
+
+
+# 7. A stalled server, a server that answers only errors, a writer that gives nothing usable: named, and the run stops
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SMALL = dict(sources=[str(ROOT/"nbs"/"files")], chunk_size=300, max_train_chunks=4, max_eval_chunks=1, n_questions=1, llm="my-model")
+
+
+def _run(tmp_path, url, **kw):
+    from embedtune.run import Run
+    return Run({**SMALL, "llm_base_url": url, "out_dir": str(tmp_path/"run"), "cache_dir": str(tmp_path/"cache"), **kw}, verbose=False)
+
+
+def test_a_stalled_server_is_named_and_the_run_stops_with_resume_advice(tmp_path, capsys):
+    import time
+    stub = StubOpenAI(slow=1000, delay=3)  # takes every request, answers none within the time-out
+    with serve_openai(stub) as url:
+        run, t = _run(tmp_path, url, llm_timeout=1), time.time()
+        with pytest.raises(RuntimeError) as e: run.write_questions()
+        took = time.time() - t
+    said = str(e.value)
+    assert f"no reply from {url} in 1 s, 2 times" in said and "rerun to resume" in said and str(tmp_path/"cache") in said, said
+    assert f"no reply from {url} for 1 s; retrying 1/1" in capsys.readouterr().out  # said while waiting, before the stop
+    assert took < 10 and 2 <= len(stub.requests) <= 8  # one retry per request in flight, then the stop
+
+
+def test_a_server_that_answers_only_errors_is_named():
+    from langchain_openai import ChatOpenAI
+    from embedtune.questions import generate_questions
+    stub = StubOpenAI(statuses=[503] * 100)
+    with serve_openai(stub) as url:
+        llm = ChatOpenAI(model="m", base_url=url, api_key="test", max_retries=0)
+        with pytest.raises(RuntimeError) as e: generate_questions(CHUNKS, llm, 1, cache=False, backoff=0.01, progress=False)
+    assert f"Writing questions stopped ({url}): " in str(e.value) and "Error code: 503" in str(e.value), str(e.value)
+    assert len(stub.requests) == 5  # retried 4 times, then named
+
+
+@pytest.mark.parametrize("reply, kind", [("", "empty"), ("#### ... ----", "unparseable"), ("I'm sorry, I can't help with that.", "refusals")])
+def test_a_writer_that_gives_nothing_usable_stops_the_run_with_counts(tmp_path, reply, kind):
+    from embedtune.questions import WriterError
+    stub = StubOpenAI(contents=[reply] * 1000)
+    with serve_openai(stub) as url:
+        run = _run(tmp_path, url)
+        with pytest.raises(WriterError) as e, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.write_questions()
+    said = str(e.value)
+    assert f"for the train split: 0 of 4 chunks kept a question. Its replies: 4 {kind}" in said and url in said, said
+    assert "train chunks" not in said.split("Check")[1] and len(stub.requests) == 4  # stopped at the first split
