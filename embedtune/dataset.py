@@ -13,7 +13,8 @@ from .core import stable_hash, save_json, load_json
 from .questions import WrittenQuestions, check_writer, generate_questions
 
 # %% auto #0
-__all__ = ['build_dataset', 'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets', 'dataset_summary', 'one_per_chunk']
+__all__ = ['build_dataset', 'write_dataset', 'read_dataset', 'to_pairs', 'make_datasets', 'dataset_summary', 'writing_cost',
+           'one_per_chunk']
 
 # %% ../nbs/04a_dataset.ipynb #ce595b1a
 def build_dataset(chunks:list[Document], generated:WrittenQuestions) -> dict:
@@ -67,6 +68,17 @@ def dataset_summary(splits:dict, datasets:dict, written:dict) -> pd.DataFrame:
                                 "questions written": sum(map(len, w.questions.values())), "questions": len(datasets[name]["questions"]),
                                 "unparseable": len(w.failures), "requests": w.n_called, "cached replies": w.n_cached}
                          for name, w in written.items()}).T
+
+# %% ../nbs/04a_dataset.ipynb #456355cc
+def _duration(s:float) -> str: return f"{s / 3600:.0f} h" if s >= 5400 else f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
+
+def writing_cost(chunks:list, w:WrittenQuestions, asked:int, split:str="train", limit:str="max_train_chunks") -> str:
+    "What questions for all of a split's `chunks` would cost at the rate `w` measured, when only `asked` of them were; else ''."
+    if asked >= len(chunks) or not w.n_replies or not asked: return ""
+    per_reply, per_chunk = w.seconds / w.n_replies, (w.n_replies + w.n_cached) / asked
+    return (f"Questions for all {len(chunks):,} {split} chunks: ~{_duration(len(chunks) * per_chunk * per_reply)} here "
+            f"({per_reply:.1f} s per reply); this run asked about {asked:,} ({limit}). For more, point llm_base_url at a vLLM or "
+            "llama.cpp server and raise llm_concurrency.")
 
 # %% ../nbs/04a_dataset.ipynb #562487a0
 def one_per_chunk(ds:dict, n:int|None=None) -> dict:

@@ -243,6 +243,7 @@ class WrittenQuestions:
     screened: Screened|None = None  # what `filter_questions` kept and dropped
     refused: list = field(default_factory=list)  # (chunk id, text): refusals in replies, never kept as questions
     replies: Counter = field(default_factory=Counter)  # what each reply held: 'questions', 'empty', 'unparseable' or 'refusals'
+    seconds: float = 0.0  # wall time of the writing
 
     @property
     def kept(self) -> dict: return self.screened.kept if self.screened else self.questions
@@ -288,7 +289,9 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
         qs = list(dict.fromkeys(q for q in parsed if not is_refusal(q)))[:n_questions]
         if qs: res.questions[c.metadata["id"]] = qs
         else: res.failures[c.metadata["id"]] = "\n".join(replies)
+    t = time.time()
     await _run_all([one(c) for c in chunks], "Writing questions", progress, cache, server_of(llm))
+    res.seconds = time.time() - t
     order = {c.metadata["id"]: i for i, c in enumerate(chunks)}
     res.questions = dict(sorted(res.questions.items(), key=lambda kv: order[kv[0]]))
     if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4)

@@ -16,7 +16,7 @@ from .load import SEED_URLS, demo_corpus, load_documents
 from .chunk import chunk_documents, split_chunks
 from .llm import chat_model, is_local
 from .questions import QuestionCache
-from .dataset import dataset_summary, make_datasets, one_per_chunk, write_dataset
+from .dataset import dataset_summary, make_datasets, one_per_chunk, write_dataset, writing_cost
 from .train import fine_tune, load_model, push_model, training_pairs
 from .evaluate import (DEMO_QUERIES, MatryoshkaEmbeddings, compare_retrievers, hf_embeddings, make_retriever,
                                 openai_embeddings, plot_retrievers, read_eval_queries, retriever_parts, search_corpus, verdict)
@@ -122,6 +122,7 @@ def write_questions(self:Run) -> pd.DataFrame:
             concurrency=p["llm_concurrency"] or None, per_call=p["questions_per_call"], screen=p["question_filter"],
             timeout=None if is_local(writer) else p["llm_timeout"])
         del writer; free_memory()  # training needs the memory
+        if cost := writing_cost(self.splits["train"], self.written["train"], len(self.splits["train"][:limits["train"]])): self._say(cost)
         for name, ds in self.datasets.items(): write_dataset(ds, self.out/f"{name}_dataset.json")
         if failures := {k: w.failures for k, w in self.written.items() if w.failures}: save_json(failures, self.out/"failures.json")
         if refused := {k: w.refused for k, w in self.written.items() if w.refused}: save_json(refused, self.out/"refused.json")
