@@ -6,15 +6,15 @@ Docs: https://embedtune.github.io/embedtune/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #53debf58
 from __future__ import annotations
-import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, shutil, sys, tempfile, threading, zipfile
+import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, shutil, sys, tempfile, threading, time, zipfile
 from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PACKAGED_MODELS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'stable_hash', 'cache_dir', 'join_parts', 'part_pins',
-           'install_hint', 'part_files', 'file_sha256', 'packaged_model', 'base_model_path', 'base_model_id',
-           'model_key', 'save_json', 'load_json', 'free_memory', 'in_colab', 'progress_on_terminal', 'terminal_stream',
-           'progress', 'encode_missing', 'serve_folder']
+__all__ = ['PACKAGED_MODELS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'SHORTER', 'stable_hash', 'cache_dir', 'join_parts',
+           'part_pins', 'install_hint', 'part_files', 'file_sha256', 'packaged_model', 'base_model_path',
+           'base_model_id', 'model_key', 'save_json', 'load_json', 'free_memory', 'in_colab', 'progress_on_terminal',
+           'terminal_stream', 'progress', 'duration', 'encode_missing', 'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -200,13 +200,22 @@ def progress(iterable=None, total:int|None=None, desc:str|None=None, unit:str="i
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)
 
 # %% ../nbs/00_core.ipynb #85a1c373
-def encode_missing(memo:dict, texts, encode, desc:str="Encoding chunks", batch:int=256) -> dict:
-    "Put `encode(texts)` under `('d', text)` in `memo` for each of `texts` it lacks, `batch` at a time, under a bar when there are several batches."
+def duration(s:float) -> str:
+    "Seconds `s` as a person reads them: '40 s', '25 min', '13 h'."
+    return f"{s / 3600:.0f} h" if s >= 5400 else f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
+
+SHORTER = "a GPU, used when present, is far faster; a run's eval_corpus_max caps what evaluation encodes"
+
+def encode_missing(memo:dict, texts, encode, desc:str="Encoding chunks", batch:int=256, say_after:float=60) -> dict:
+    "Put `encode(texts)` under `('d', text)` in `memo` for each of `texts` it lacks, `batch` at a time, under a bar; a line with an estimate when the rest takes over `say_after` s."
     todo = list(dict.fromkeys(t for t in texts if ("d", t) not in memo))
     with progress(total=len(todo), desc=desc, unit="chunk", disable=len(todo) <= batch) as bar:
+        start = time.time()
         for i in range(0, len(todo), batch):
             memo.update(zip([("d", t) for t in todo[i:i + batch]], encode(todo[i:i + batch])))
             bar.update(len(todo[i:i + batch]))
+            if i == 0 and (left := (time.time() - start) / batch * (len(todo) - batch)) > say_after:
+                print(f"{desc}: {len(todo):,} chunks, about {duration(left)} more at the rate of the first {batch} ({SHORTER}).", flush=True)
     return memo
 
 # %% ../nbs/00_core.ipynb #179ab8a3

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 import pandas as pd
 from langchain_core.documents import Document
-from .core import stable_hash, save_json, load_json
+from .core import duration, stable_hash, save_json, load_json
 from .questions import WrittenQuestions, check_writer, generate_questions
 
 # %% auto #0
@@ -70,13 +70,11 @@ def dataset_summary(splits:dict, datasets:dict, written:dict) -> pd.DataFrame:
                          for name, w in written.items()}).T
 
 # %% ../nbs/04a_dataset.ipynb #456355cc
-def _duration(s:float) -> str: return f"{s / 3600:.0f} h" if s >= 5400 else f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
-
 def writing_cost(chunks:list, w:WrittenQuestions, asked:int, split:str="train", limit:str="max_train_chunks") -> str:
     "What questions for all of a split's `chunks` would cost at the rate `w` measured, when only `asked` of them were; else ''."
     if asked >= len(chunks) or not w.n_replies or not asked: return ""
     per_reply, per_chunk = w.seconds / w.n_replies, (w.n_replies + w.n_cached) / asked
-    return (f"Questions for all {len(chunks):,} {split} chunks: ~{_duration(len(chunks) * per_chunk * per_reply)} here "
+    return (f"Questions for all {len(chunks):,} {split} chunks: ~{duration(len(chunks) * per_chunk * per_reply)} here "
             f"({per_reply:.1f} s per reply); this run asked about {asked:,} ({limit}). For more, point llm_base_url at a vLLM or "
             "llama.cpp server and raise llm_concurrency.")
 
