@@ -25,7 +25,7 @@ def chunk_documents(docs:list[Document], chunk_size:int=750, chunk_overlap:int=2
     kw = dict(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
     splitter = (RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tokenizer, **kw) if tokenizer is not None
                 else RecursiveCharacterTextSplitter(length_function=len, **kw))
-    chunks = [c for d in progress(docs, desc="Chunking", unit="doc", disable=len(docs) < 500) for c in splitter.split_documents([d])]
+    chunks = [c for d in progress(docs, desc="Chunking", unit="doc", disable=len(docs) < 500 and sum(len(d.page_content) for d in docs) < 2_000_000) for c in splitter.split_documents([d])]
     for c in chunks: c.metadata["id"] = chunk_id(c)
     return chunks
 

@@ -150,11 +150,12 @@ class BM25Retriever(ScoredRetriever):
         if self.index_dir: self._index = bm25s.BM25.load(self.index_dir)
         else:
             self._index = bm25s.BM25()
-            self._index.index(self._tokens([d.page_content for d in self.docs]), show_progress=False)
+            many = len(self.docs) >= 20_000  # seconds or more: bm25s's own bars
+            self._index.index(self._tokens([d.page_content for d in self.docs], many), show_progress=many)
 
-    def _tokens(self, texts:list[str]):
+    def _tokens(self, texts:list[str], show:bool=False):
         import bm25s
-        return bm25s.tokenize(texts, stopwords=self.language, stemmer=self._stem, show_progress=False)
+        return bm25s.tokenize(texts, stopwords=self.language, stemmer=self._stem, show_progress=show)
 
     def scored(self, query:str, k:int) -> list[tuple[Document, float]]:
         idx, scores = self._index.retrieve(self._tokens([query]), k=min(k, len(self.docs)), show_progress=False)
