@@ -25,7 +25,7 @@ from .rag import DEMO_VIBE_QUESTIONS, SEED_VIBE_QUESTIONS, rag_chain, vibe_check
 from .ragas import compare_chains, generate_testset, online_metrics, openai_judge, plot_comparison, testset_from_dataset
 
 # %% auto #0
-__all__ = ['Run']
+__all__ = ['Run', 'peak_memory_gb']
 
 # %% ../nbs/10_run.ipynb #e0fcaa21
 class Run:
@@ -46,7 +46,7 @@ class Run:
 @patch
 @contextlib.contextmanager
 def step(self:Run, name:str):
-    "Time step `name`, then write `metrics.json` with its timing and the peak memory, also when it fails."
+    "Time step `name`, then write `metrics.json` with its timing and the peak memory so far (`peak_memory_gb_after` the step), also when it fails."
     t0 = time.time()
     try:
         yield
@@ -57,13 +57,22 @@ def step(self:Run, name:str):
         raise
     finally:
         self.timings[f"{name}_s"] = round(time.time() - t0, 1)
+        self.metrics.setdefault("peak_memory_gb_after", {})[name] = peak_memory_gb()
         self.save()
+
+def peak_memory_gb() -> float:
+    "This process's peak resident memory so far, in GB."
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+def peak_memory_gb() -> float:
+    "This process's peak resident memory so far, in GB."
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 @patch
 def save(self:Run):
     "Write what is known so far to `metrics.json`."
     self.metrics["timings"] = self.timings
-    self.metrics["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    self.metrics["peak_memory_gb"] = peak_memory_gb()
     save_json(self.metrics, self.out/"metrics.json")
 
 @patch
