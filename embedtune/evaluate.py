@@ -58,9 +58,13 @@ class MatryoshkaEmbeddings(Embeddings):
         v = np.asarray(v, dtype=np.float32)[:self.dim]
         return (v / (np.linalg.norm(v) or 1.0)).tolist()
 
-    def embed_documents(self, texts:list[str]) -> list[list[float]]:
+    def embed_documents(self, texts:list[str]) -> list[list[float]]: return self.array(texts).tolist()
+
+    def array(self, texts:list[str]) -> np.ndarray:
+        "The vectors of `texts` as one float32 matrix, cut and re-normalised (no Python floats: 100,000 chunks take 150 MB, not 1.2 GB)."
         encode_missing(self.memo, texts, self.base.embed_documents, batch=self.batch)
-        return [self._cut(self.memo[("d", t)]) for t in texts]
+        v = np.stack([self.memo[("d", t)] for t in texts]).astype(np.float32)[:, :self.dim] if texts else np.zeros((0, 0), np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) if len(v) else v
 
     def embed_query(self, text:str) -> list[float]:
         if ("q", text) not in self.memo: self.memo[("q", text)] = self.base.embed_query(text)

@@ -20,9 +20,9 @@ from .filter import Screened, filter_questions, is_refusal
 # %% auto #0
 __all__ = ['DOCUMENT_TASK', 'QUESTION_PROMPT', 'STYLE_TASK', 'AVOID', 'TRANSIENT_STATUS', 'task_text', 'prompt_text',
            'style_prompt', 'query_ending', 'query_length', 'parse_questions', 'reply_kind', 'numbered_grammar',
-           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'NoReply', 'retrying', 'server_of', 'asample',
-           'WrittenQuestions', 'agenerate_questions', 'event_loop', 'run_sync', 'generate_questions', 'WriterError',
-           'check_writer']
+           'call_kwargs', 'model_id', 'QuestionCache', 'is_transient', 'NoReply', 'await_reply', 'retrying',
+           'server_of', 'asample', 'WrittenQuestions', 'agenerate_questions', 'event_loop', 'run_sync',
+           'generate_questions', 'WriterError', 'check_writer']
 
 # %% ../nbs/04_questions.ipynb #18614ba6
 DOCUMENT_TASK = "Document:\n{context}\n\n{task}"  # the user turn of every question prompt: the chunk first, then the request
@@ -190,23 +190,39 @@ def is_transient(e:BaseException) -> bool:
     return isinstance(e, (TimeoutError, ConnectionError, openai.APIConnectionError))  # APITimeoutError is one too
 
 class NoReply(TimeoutError):
-    "A model or server that sent no reply within the time-out, again after a retry."
+    "A model or server that answered nothing for longer than the time-out allows."
+
+_heard, _said = {}, {}  # server: when it last answered any request, when a line last said it was silent (time.monotonic())
+
+async def await_reply(call, timeout:float|None=None, where:str|None=None, stalls:int=1):
+    "`await call()`; while `where` answers nothing (this call or any other) a line every `timeout` s, `NoReply` after `stalls` + 1 of them."
+    if not timeout: return await call()
+    task, start, limit = asyncio.ensure_future(call()), time.monotonic(), timeout * (stalls + 1)
+    try:
+        while not task.done():
+            since = max(start, _heard.get(where, 0))
+            silent = time.monotonic() - since
+            if silent >= limit: raise NoReply(f"no reply from {where or 'the model'} for {limit:g} s: is it up, and not overloaded? "
+                                              "(if it is only slow: a longer time-out, `llm_timeout` in a run)")
+            if silent >= timeout and time.monotonic() - _said.get(where, -timeout) >= timeout:
+                _said[where] = time.monotonic()
+                print(f"no reply from {where or 'the model'} for {timeout * (silent // timeout):g} s; waiting until {limit:g} s", flush=True)
+            await asyncio.wait({task}, timeout=timeout * (silent // timeout + 1) - silent)
+    finally:
+        if not task.done(): task.cancel()
+    _heard[where] = time.monotonic()  # an error is an answer too: the server is alive
+    return task.result()
 
 async def retrying(call, retries:int=4, backoff:float=1.0, timeout:float|None=None, where:str|None=None, stalls:int=1):
-    "`await call()`, retrying transient errors `retries` times with exponential backoff, a call unanswered after `timeout` s `stalls` times; `where` names the server in a line per retry."
-    waits = 0
+    "`await call()` (`await_reply`), retrying transient errors `retries` times with exponential backoff; `where` names the server in a line per retry."
     for attempt in range(retries + 1):
-        try: return await (asyncio.wait_for(call(), timeout) if timeout else call())
+        try: return await await_reply(call, timeout, where, stalls)
+        except NoReply: raise  # waited for long enough: asking again would only queue behind the same silence
         except Exception as e:
-            stalled = bool(timeout) and isinstance(e, (TimeoutError, asyncio.TimeoutError))
-            waits += stalled
-            if stalled and waits > stalls:
-                raise NoReply(f"no reply from {where or 'the model'} in {timeout:g} s, {waits} times: is it up, and not overloaded? "
-                              "(if it is only slow: a longer time-out, `llm_timeout` in a run)") from None
             if attempt == retries or not is_transient(e): raise
-            if where: print(f"no reply from {where} for {timeout:g} s; retrying {waits}/{stalls}" if stalled else
-                            f"{where} answered {type(e).__name__}: {str(e)[:160]}; retrying {attempt + 1}/{retries}", flush=True)
+            if where: print(f"{where} answered {type(e).__name__}: {str(e)[:160]}; retrying {attempt + 1}/{retries}", flush=True)
             await asyncio.sleep(backoff * 2 ** attempt)
+
 
 # %% ../nbs/04_questions.ipynb #3046a4d7
 def _takes(llm, arg:str) -> bool:

@@ -65,7 +65,8 @@ def save_retriever(path, chunks:list[Document], model:str|None=None, bm25:bool=F
     cfg = {"format": FORMAT, "k": k, "chunks": len(chunks), "model": None, "bm25": None, "about": about or {}}
     if model is not None:
         emb = embeddings or MatryoshkaEmbeddings(hf_embeddings(model or None))
-        np.save(path/"vectors.npy", np.asarray(emb.embed_documents([c.page_content for c in chunks]), dtype=np.float32))
+        texts = [c.page_content for c in chunks]
+        np.save(path/"vectors.npy", emb.array(texts) if hasattr(emb, "array") else np.asarray(emb.embed_documents(texts), dtype=np.float32))
         client = emb.base._client  # the sentence-transformers model
         cfg["model"] = {"name": _model_ref(model, path), "id": base_model_id(model or None), "key": model_key(client),
                         "max_seq_length": client.max_seq_length}
@@ -97,7 +98,7 @@ def load_retriever(path, k:int|None=None) -> ScoredRetriever:
                              f"({m['key']}): its vectors would not match; save the retriever again with this model.")
         from langchain_community.vectorstores import FAISS
         vectors = np.load(path/"vectors.npy")
-        store = FAISS.from_embeddings(list(zip([d.page_content for d in docs], vectors.tolist())), emb,
+        store = FAISS.from_embeddings(list(zip([d.page_content for d in docs], vectors)), emb,
                                       metadatas=[d.metadata for d in docs], ids=[d.metadata["id"] for d in docs])
         parts.append(DenseRetriever(store=store, k=k))
     if b := cfg["bm25"]: parts.append(BM25Retriever(docs=docs, k=k, language=b["language"], index_dir=str(path/"bm25")))

@@ -167,6 +167,16 @@ def capped(self:Run) -> list:
     return self._capped
 
 @patch
+def validation(self:Run) -> dict:
+    "What training validates on: the real queries over `capped()`, else the val questions over the val chunks, capped likewise (said)."
+    if self.real: return {**self.real, "corpus": {c.metadata["id"]: c.page_content for c in self.capped()}}
+    ds, p = self.datasets["val"], self.params
+    chunks = [c for c in self.splits["val"] if c.metadata["id"] in ds["corpus"]]
+    keep, note = search_corpus(chunks, [c for cs in ds["relevant_contexts"].values() for c in cs], p["eval_corpus_max"], seed=p["random_seed"])
+    if note: self._say(f"Validation in training: {note}")
+    return {**ds, "corpus": {c.metadata["id"]: c.page_content for c in keep}}
+
+@patch
 def train(self:Run) -> pd.DataFrame:
     "Fine-tune the base model on the train split's questions into `model/`; returns validation nDCG@10 before and after."
     self._need("datasets", self.write_questions)
@@ -177,8 +187,7 @@ def train(self:Run) -> pd.DataFrame:
         rows, counts = training_pairs(self.datasets["train"], base, p["round_trip_k"], p["hard_negatives"],
                                       corpus=[c.page_content for c in self.splits["train"]], seed=p["random_seed"])
         model = load()
-        val = {**self.real, "corpus": {c.metadata["id"]: c.page_content for c in self.capped()}} if self.real else self.datasets["val"]
-        self.training = fine_tune(model, rows, val, self.out/"model", epochs=p["epochs"],
+        self.training = fine_tune(model, rows, self.validation(), self.out/"model", epochs=p["epochs"],
                                   batch_size=p["batch_size"], lr=p["learning_rate"], seed=p["random_seed"],
                                   guide=base if p["guided_loss"] else None, vectors=self.vectors)
         self.training["round_trip_dropped"] = counts["round_trip_dropped"]

@@ -1,6 +1,6 @@
 """A small OpenAI-compatible chat and embeddings server on 127.0.0.1: a local stand-in for the online API in tests; and what the tests
 that start servers share (a free port, whether CI is running)."""
-import base64, json, os, re, socket, struct, threading, time
+import base64, contextlib, json, os, re, socket, struct, threading, time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,11 +21,13 @@ def free_port() -> int:
 class StubOpenAI:
     """Answers /v1/chat/completions with questions about the document (or with `contents`, one per choice, while they
     last) and /v1/embeddings with small vectors. `statuses` are returned first; the first `drops` chat requests get no
-    reply (the connection is closed), the next `slow` ones are answered after `delay` seconds. Every request's body is
+    reply (the connection is closed), the next `slow` ones are answered after `delay` seconds (one at a time with `serial`,
+as a busy server with one slot answers its queue). Every request's body is
     in `requests` (chat) or `embedded` (embeddings), its headers (lower-case names) in `headers`."""
-    def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=()):
+    def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=(), serial=False):
         self.statuses, self.fail_after, self.fail_status = list(statuses), fail_after, fail_status
         self.drops, self.slow, self.delay, self.contents = drops, slow, delay, list(contents)
+        self.slot = threading.Lock() if serial else contextlib.nullcontext()
         self.requests, self.embedded, self.headers, self.answered = [], [], [], 0
 
     def fault(self) -> str|None:
@@ -82,7 +84,8 @@ def serve_openai(stub: StubOpenAI, keep_alive: bool = False):
                     self.close_connection = True
                     return
                 status, payload = stub.reply(body)
-                if fault == "slow": time.sleep(stub.delay)
+                if fault == "slow":
+                    with stub.slot: time.sleep(stub.delay)
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)

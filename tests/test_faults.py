@@ -299,9 +299,20 @@ def test_a_stalled_server_is_named_and_the_run_stops_with_resume_advice(tmp_path
         with pytest.raises(RuntimeError) as e: run.write_questions()
         took = time.time() - t
     said = str(e.value)
-    assert f"no reply from {url} in 1 s, 2 times" in said and "rerun to resume" in said and str(tmp_path/"cache") in said, said
-    assert f"no reply from {url} for 1 s; retrying 1/1" in capsys.readouterr().out  # said while waiting, before the stop
-    assert took < 10 and 2 <= len(stub.requests) <= 8  # one retry per request in flight, then the stop
+    assert f"no reply from {url} for 2 s: is it up" in said and "rerun to resume" in said and str(tmp_path/"cache") in said, said
+    out = capsys.readouterr().out
+    assert out.count(f"no reply from {url} for 1 s; waiting until 2 s") == 1, out  # said once while waiting, before the stop
+    assert took < 10 and 1 <= len(stub.requests) <= 8  # each request in flight asked once, then the stop
+
+
+def test_a_busy_server_is_waited_for_not_resent(tmp_path, capsys):
+    stub = StubOpenAI(slow=1000, delay=0.4, serial=True)  # one slot: a request waits for all those before it
+    with serve_openai(stub) as url:
+        run = _run(tmp_path, url, llm_timeout=1, llm_concurrency=8)
+        run.write_questions()
+    asked = sum(w.n_called for w in run.written.values())
+    assert "no reply" not in capsys.readouterr().out and len(stub.requests) == asked >= 4  # the 4th waited 1.6 s: not resent
+    assert len(run.written["train"].questions) == 4
 
 
 def test_a_server_that_answers_only_errors_is_named():
@@ -327,3 +338,20 @@ def test_a_writer_that_gives_nothing_usable_stops_the_run_with_counts(tmp_path, 
     said = str(e.value)
     assert f"for the train split: 0 of 4 chunks kept a question. Its replies: 4 {kind}" in said and url in said, said
     assert "train chunks" not in said.split("Check")[1] and len(stub.requests) == 4  # stopped at the first split
+
+
+# 8. A large corpus: training's validation searches no more chunks than evaluation may (eval_corpus_max), and says so
+
+def test_training_validation_is_capped_like_evaluation(tmp_path, capsys):
+    from embedtune.load import demo_corpus
+    from embedtune.run import Run
+    for i, d in enumerate(demo_corpus()): (tmp_path/f"{i:03d}.txt").write_text(d.page_content)  # a folder without labelled queries
+    with serve_openai(StubOpenAI()) as url:
+        run = Run({"sources": [str(tmp_path)], "llm": "my-model", "llm_base_url": url, "split_fractions": [0.1, 0.8, 0.1],
+                   "eval_corpus_max": 100, "max_train_chunks": 4, "max_eval_chunks": 2, "n_questions": 1,
+                   "out_dir": str(tmp_path/"run"), "cache_dir": str(tmp_path/"cache")})
+        run.write_questions()
+        val = run.validation()
+    needed = {c for cs in run.datasets["val"]["relevant_contexts"].values() for c in cs}
+    assert run.real is None and len(run.datasets["val"]["corpus"]) > 400 and len(val["corpus"]) == 100 and needed <= set(val["corpus"])
+    assert f"Validation in training: Searching 100 of {len(run.datasets['val']['corpus']):,} chunks (eval_corpus_max 100)" in capsys.readouterr().out
