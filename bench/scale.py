@@ -2,7 +2,8 @@
 silence, and how each step's cost grows with the corpus.
 
     .venv/bin/python bench/scale.py --sizes 1000,10000,100000     # ~1.5 h on 2 cores, most of it encoding 100,000 chunks
-    .venv/bin/python bench/scale.py --sizes 1000                  # a few minutes
+    .venv/bin/python bench/scale.py --sizes 1000                  # a few minutes (the file keeps the other sizes' rows)
+    .venv/bin/python bench/scale.py --table                       # the committed results as a Markdown table
 
 Protocol. The corpus is text that ships with Python: the standard library's own sources (`sysconfig`'s stdlib, *.py),
 copied as .txt files; beyond one pass, further copies have their blank-line-separated blocks shuffled (seeded), so
@@ -83,11 +84,30 @@ def growth(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(out: dict) -> str:
+    "The results as a Markdown table: per size, each step's seconds, the peak memory and the longest silence."
+    rows = out["rows"]
+    steps = list(rows[0]["steps_s"])
+    head = ["chunks", *(f"{s} (s)" for s in steps), "whole run (s)", "peak memory (GB)", "longest silence (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r['chunks']:,}", *(f"{r['steps_s'].get(s, 0):,.1f}" for s in steps), f"{r['wall_s']:,.0f}", f"{r['peak_memory_gb']:.2f}",
+                 f"{r['longest_silence_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if out.get("growth"):
+        lines += ["", "| step | s per 1,000 chunks | growth exponent b (s ∝ chunks^b) |", "|---|---|---|"]
+        lines += [f"| {k} | {' / '.join(f'{x:g}' for x in g['s_per_1000_chunks'])} | {' / '.join(f'{x:g}' for x in g['exponent'])} |"
+                  for k, g in out["growth"].items()]
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--out", default="runs/scale")
+    ap.add_argument("--table", action="store_true", help="only print the table of bench/results/scale.json")
     a = ap.parse_args()
+    if a.table: return print(markdown(json.loads(RESULTS.read_text())))
     base, rows = Path(a.out), []
     for size in map(int, a.sizes.split(",")):
         corpus = build(base/f"corpus-{size}", size)
@@ -100,11 +120,13 @@ def main():
                "recommended": (m.get("verdict") or {}).get("use"), "failed": m.get("failed")}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    kept = {r["size"]: r for r in json.loads(RESULTS.read_text())["rows"]} if RESULTS.exists() else {}  # sizes not run this time
+    rows = sorted({**kept, **{r["size"]: r for r in rows}}.values(), key=lambda r: r["size"])
     done = [r for r in rows if r["rc"] == 0 and r["chunks"]]
     out = {"protocol": __doc__.split("Protocol. ")[1].split("Results:")[0].replace("\n", " ").strip(), "date": time.strftime("%Y-%m-%d"),
            "machine": f"{os.cpu_count()} cores", "rows": rows, "growth": growth(done) if len(done) > 1 else {}}
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out["growth"], indent=1))
+    print(markdown(out))
 
 
 if __name__ == "__main__":
