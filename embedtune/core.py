@@ -6,8 +6,8 @@ Docs: https://embedtune.github.io/embedtune/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #53debf58
 from __future__ import annotations
-import numpy as np
 import contextlib, ctypes, functools, gc, hashlib, http.server, json, os, shutil, sys, tempfile, threading, time, zipfile
+import numpy as np
 from importlib.resources import files
 from pathlib import Path
 

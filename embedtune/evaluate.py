@@ -54,21 +54,21 @@ class MatryoshkaEmbeddings(Embeddings):
     def __init__(self, base:Embeddings, dim:int|None=None, memo:dict|None=None, batch:int=256):
         self.base, self.dim, self.memo, self.batch = base, dim, {} if memo is None else memo, batch
 
-    def _cut(self, v):
-        v = np.asarray(v, dtype=np.float32)[:self.dim]
-        return (v / (np.linalg.norm(v) or 1.0)).tolist()
+    def _cut(self, v) -> np.ndarray:
+        "Rows of vectors `v` cut to their first `dim` dimensions and re-normalised, as float32."
+        v = np.atleast_2d(np.asarray(v, dtype=np.float32))[:, :self.dim]
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     def embed_documents(self, texts:list[str]) -> list[list[float]]: return self.array(texts).tolist()
 
     def array(self, texts:list[str]) -> np.ndarray:
         "The vectors of `texts` as one float32 matrix, cut and re-normalised (no Python floats: 100,000 chunks take 150 MB, not 1.2 GB)."
         encode_missing(self.memo, texts, self.base.embed_documents, batch=self.batch)
-        v = np.stack([self.memo[("d", t)] for t in texts]).astype(np.float32)[:, :self.dim] if texts else np.zeros((0, 0), np.float32)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) if len(v) else v
+        return self._cut([self.memo[("d", t)] for t in texts]) if texts else np.zeros((0, self.dim or 0), np.float32)
 
     def embed_query(self, text:str) -> list[float]:
         if ("q", text) not in self.memo: self.memo[("q", text)] = self.base.embed_query(text)
-        return self._cut(self.memo[("q", text)])
+        return self._cut(self.memo[("q", text)])[0].tolist()
 
     def at(self, dim:int|None) -> MatryoshkaEmbeddings:
         "The same model at another size, sharing the remembered vectors."

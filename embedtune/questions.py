@@ -189,6 +189,7 @@ def is_transient(e:BaseException) -> bool:
     if isinstance(status, int): return status in TRANSIENT_STATUS
     return isinstance(e, (TimeoutError, ConnectionError, openai.APIConnectionError))  # APITimeoutError is one too
 
+# %% ../nbs/04_questions.ipynb #2d235598
 class NoReply(TimeoutError):
     "A model or server that answered nothing for longer than the time-out allows."
 
@@ -222,7 +223,6 @@ async def retrying(call, retries:int=4, backoff:float=1.0, timeout:float|None=No
             if attempt == retries or not is_transient(e): raise
             if where: print(f"{where} answered {type(e).__name__}: {str(e)[:160]}; retrying {attempt + 1}/{retries}", flush=True)
             await asyncio.sleep(backoff * 2 ** attempt)
-
 
 # %% ../nbs/04_questions.ipynb #3046a4d7
 def _takes(llm, arg:str) -> bool:

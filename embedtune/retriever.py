@@ -65,8 +65,7 @@ def save_retriever(path, chunks:list[Document], model:str|None=None, bm25:bool=F
     cfg = {"format": FORMAT, "k": k, "chunks": len(chunks), "model": None, "bm25": None, "about": about or {}}
     if model is not None:
         emb = embeddings or MatryoshkaEmbeddings(hf_embeddings(model or None))
-        texts = [c.page_content for c in chunks]
-        np.save(path/"vectors.npy", emb.array(texts) if hasattr(emb, "array") else np.asarray(emb.embed_documents(texts), dtype=np.float32))
+        np.save(path/"vectors.npy", emb.array([c.page_content for c in chunks]))
         client = emb.base._client  # the sentence-transformers model
         cfg["model"] = {"name": _model_ref(model, path), "id": base_model_id(model or None), "key": model_key(client),
                         "max_seq_length": client.max_seq_length}

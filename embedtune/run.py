@@ -169,11 +169,12 @@ def capped(self:Run) -> list:
 @patch
 def validation(self:Run) -> dict:
     "What training validates on: the real queries over `capped()`, else the val questions over the val chunks, capped likewise (said)."
-    if self.real: return {**self.real, "corpus": {c.metadata["id"]: c.page_content for c in self.capped()}}
-    ds, p = self.datasets["val"], self.params
-    chunks = [c for c in self.splits["val"] if c.metadata["id"] in ds["corpus"]]
-    keep, note = search_corpus(chunks, [c for cs in ds["relevant_contexts"].values() for c in cs], p["eval_corpus_max"], seed=p["random_seed"])
-    if note: self._say(f"Validation in training: {note}")
+    if self.real: ds, keep = self.real, self.capped()
+    else:
+        ds, p = self.datasets["val"], self.params
+        chunks = [c for c in self.splits["val"] if c.metadata["id"] in ds["corpus"]]
+        keep, note = search_corpus(chunks, [c for cs in ds["relevant_contexts"].values() for c in cs], p["eval_corpus_max"], seed=p["random_seed"])
+        if note: self._say(f"Validation in training: {note}")
     return {**ds, "corpus": {c.metadata["id"]: c.page_content for c in keep}}
 
 @patch
