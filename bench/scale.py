@@ -36,7 +36,7 @@ def sources() -> list[Path]:
 def build(folder: Path, chunks: int) -> dict:
     "A folder of .txt files holding about `chunks` chunks' worth of text (written once); returns its size."
     folder.mkdir(parents=True, exist_ok=True)
-    done = folder/"done.json"
+    done = folder.with_name(folder.name + ".json")  # beside the folder, not in it: the run reads every file inside
     if done.exists(): return json.loads(done.read_text())
     files, need, chars, n, copy = sources(), chunks * CHARS_PER_CHUNK, 0, 0, 0
     while chars < need:

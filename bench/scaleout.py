@@ -83,17 +83,19 @@ def server_llm(url):
     return chat_model("qwen2.5-coder-0.5b", base_url=url, temperature=0.7, max_retries=0)
 
 
-def writing(binary, parallels, threads) -> dict:
-    "Questions per second at each number of slots, and the in-process writer on the same chunks."
+def writing(binary, parallels, threads, old: dict|None = None) -> dict:
+    "Questions per second at each number of slots, and the in-process writer on the same chunks; with `old`, only the servers (rows of other sizes kept)."
     from embedtune.llm import chat_model
     chunks, rows = demo_chunks(), []
     with tempfile.TemporaryDirectory() as tmp:
-        local = write(chat_model("local"), chunks, Path(tmp)/"local.sqlite", None)
-        print("in process:", json.dumps(local), flush=True)
+        if not old:
+            local = write(chat_model("local"), chunks, Path(tmp)/"local.sqlite", None)
+            print("in process:", json.dumps(local), flush=True)
         for p in parallels:
             with Server(binary, p, threads) as srv: row = {"parallel": p, "llm_concurrency": p, **write(server_llm(srv.url), chunks, Path(tmp)/f"{p}.sqlite", p)}
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if old: return {**old, "server": sorted(rows + [r for r in old["server"] if r["parallel"] not in parallels], key=lambda r: r["parallel"])}
         resume = kill_and_resume(binary, 16, threads, Path(tmp)/"resume.sqlite")
     return {"in_process": local, "server": rows, "resume": resume}
 
@@ -112,8 +114,9 @@ def kill_and_resume(binary, parallel, threads, cache_path) -> dict:
         child.wait()
         at_kill = len(QuestionCache(cache_path))
         again = write(server_llm(srv.url), demo_chunks(), cache_path, parallel)
-    out = {"parallel": parallel, "killed": child.returncode == -signal.SIGKILL, "cached_at_kill": at_kill, "rerun": again,
-           "nothing_asked_twice": again.get("replies_cached") == at_kill and again.get("replies_received") == CHUNKS * QUESTIONS - at_kill}
+    distinct = QUESTIONS * len({c.page_content for c in demo_chunks()})  # two chunks with the same text share their replies
+    out = {"parallel": parallel, "killed": child.returncode == -signal.SIGKILL, "cached_at_kill": at_kill, "distinct_replies": distinct,
+           "rerun": again, "nothing_asked_twice": at_kill + again.get("replies_received", 0) == distinct}
     print("resume:", json.dumps(out), flush=True)
     return out
 
@@ -196,8 +199,9 @@ def markdown(out: dict) -> str:
         lines.append(f"| in process (one model per core) | {os.cpu_count()} | {cell(w['in_process'])} |")
         lines += [f"| llama-server --parallel {r['parallel']} | {r['llm_concurrency']} | {cell(r)} |" for r in w["server"]]
         r = w["resume"]
-        lines += ["", f"Killed at {r['cached_at_kill']} of {CHUNKS * QUESTIONS} replies cached; the rerun found {r['rerun'].get('replies_cached')} "
-                      f"cached and asked for {r['rerun'].get('replies_received')} (nothing asked twice: {r['nothing_asked_twice']})."]
+        lines += ["", f"Killed at {r['cached_at_kill']} of {r['distinct_replies']} distinct replies cached (64 chunks, two texts twice); the rerun "
+                      f"read {r['rerun'].get('replies_cached')} from the cache and asked for {r['rerun'].get('replies_received')} "
+                      f"(nothing asked twice: {r['nothing_asked_twice']})."]
     if e := out.get("encoding"):
         lines += ["", "| encoding 2,000 SciFact abstracts | seconds | speed-up |", "|---|---|---|",
                   f"| one process, torch on {e['torch_threads_one_process']} threads | {e['one_process_s']} | 1 |",
@@ -215,7 +219,7 @@ def markdown(out: dict) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server", help="a llama-server binary (the writing part needs it)")
-    ap.add_argument("--parts", default="writing,encoding,training")
+    ap.add_argument("--parts", default="writing,encoding,training", help="also: servers (the server rows of --parallel only, the rest kept)")
     ap.add_argument("--parallel", default="1,4,8,16,32")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--child", nargs=3, metavar=("URL", "CACHE", "CONCURRENCY"), help=argparse.SUPPRESS)
@@ -229,11 +233,12 @@ def main():
         print("child:", json.dumps(write(server_llm(url), demo_chunks(), Path(cache), int(c))), flush=True)
         return
     parts = a.parts.split(",")
-    if "writing" in parts and not a.server: ap.error("the writing part needs --server path/to/llama-server")
+    if ("writing" in parts or "servers" in parts) and not a.server: ap.error("the writing part needs --server path/to/llama-server")
     out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     out.update(protocol=" ".join(__doc__.split("Protocol. ")[1].split("Results:")[0].split()), date=time.strftime("%Y-%m-%d"),
                machine=f"{os.cpu_count()} cores")
-    if "writing" in parts: out["writing"] = writing(a.server, [int(p) for p in a.parallel.split(",")], a.threads)
+    if "writing" in parts or "servers" in parts:
+        out["writing"] = writing(a.server, [int(p) for p in a.parallel.split(",")], a.threads, out.get("writing") if "servers" in parts else None)
     if "encoding" in parts: out["encoding"] = encoding()
     if "training" in parts: out["training"] = training()
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")

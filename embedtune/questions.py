@@ -235,14 +235,24 @@ def server_of(llm) -> str:
     if type(llm).__name__ == "ChatOpenAI": return str(getattr(llm, "openai_api_base", None) or "https://api.openai.com/v1")
     return type(llm).__name__
 
+_one_each = set()  # servers that refused `n` replies in one request: asked for one reply per request from then on
+
 async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, backoff:float=1.0, timeout:float|None=None,
                   **kwargs) -> tuple[list[str], int]:
     "`n` independent replies to `messages` and the requests it took: one where `llm` takes `n`, else one each (seeds `seed`, `seed`+1, …)."
-    out, requests = [], 0
+    out, requests, where = [], 0, server_of(llm)
     while len(out) < n:
-        extra = {"n": n - len(out)} if n - len(out) > 1 and _takes(llm, "n") else {}
+        many = n - len(out) > 1 and _takes(llm, "n") and where not in _one_each
+        extra = {"n": n - len(out)} if many else {}
         if seed is not None and _takes(llm, "seed"): extra["seed"] = seed + len(out)
-        result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff, timeout, server_of(llm))
+        try: result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff, timeout, where)
+        except Exception as e:  # llama-server refuses more replies than it has slots (400): ask for them one by one
+            if not many or getattr(e, "status_code", None) != 400: raise
+            if where not in _one_each: print(f"{where} refused {extra['n']} replies in one request ({str(e)[:160]}); "
+                                             "asking for one reply per request", flush=True)
+            _one_each.add(where)
+            requests += 1
+            continue
         out += [g.message.content for g in result.generations[0]]
         requests += 1
     return out[:n], requests

@@ -43,7 +43,9 @@ def matryoshka_dims(dim:int, ladder=(768, 512, 256, 128, 64)) -> list[int]:
 def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:SentenceTransformer|None=None) -> MatryoshkaLoss:
     "MNRL (or GISTEmbedLoss with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`)."
     dims = dims or matryoshka_dims(model.get_embedding_dimension())
-    inner = GISTEmbedLoss(model, guide) if guide is not None else MultipleNegativesRankingLoss(model)
+    gather = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun: every process's questions see the whole step's chunks
+    inner = (GISTEmbedLoss(model, guide, gather_across_devices=gather) if guide is not None
+             else MultipleNegativesRankingLoss(model, gather_across_devices=gather))
     return MatryoshkaLoss(model, inner, matryoshka_dims=dims)
 
 # %% ../nbs/05_train.ipynb #214b3f5c

@@ -22,12 +22,13 @@ class StubOpenAI:
     """Answers /v1/chat/completions with questions about the document (or with `contents`, one per choice, while they
     last) and /v1/embeddings with small vectors. `statuses` are returned first; the first `drops` chat requests get no
     reply (the connection is closed), the next `slow` ones are answered after `delay` seconds (one at a time with
-    `serial`, as a busy server with one slot answers its queue). Every request's body is in `requests` (chat) or
+    `serial`, as a busy server with one slot answers its queue). With `slots`, a request for more replies (`n`) is refused
+with 400, as llama-server refuses it. Every request's body is in `requests` (chat) or
     `embedded` (embeddings), its headers (lower-case names) in `headers`."""
-    def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=(), serial=False):
+    def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=(), serial=False, slots=None):
         self.statuses, self.fail_after, self.fail_status = list(statuses), fail_after, fail_status
         self.drops, self.slow, self.delay, self.contents = drops, slow, delay, list(contents)
-        self.slot = threading.Lock() if serial else contextlib.nullcontext()
+        self.slot, self.slots = threading.Lock() if serial else contextlib.nullcontext(), slots
         self.requests, self.embedded, self.headers, self.answered = [], [], [], 0
 
     def fault(self) -> str|None:
@@ -51,6 +52,9 @@ class StubOpenAI:
         "Status and JSON payload for one request: `n` choices (as OpenAI and vLLM give), one question each when one is asked for."
         self.requests.append(body)
         if self.statuses: return self.statuses.pop(0), {"error": {"message": "try again later", "type": "server_error"}}
+        if self.slots and (body.get("n") or 1) > self.slots:
+            return 400, {"error": {"code": 400, "message": f"Field 'n': Value must be between 1 <= value <= {self.slots}, but got {body['n']}",
+                                   "type": "invalid_request_error"}}
         if self.fail_after is not None and self.answered >= self.fail_after:
             return self.fail_status, {"error": {"message": "invalid api key", "type": "invalid_request_error"}}
         self.answered += 1

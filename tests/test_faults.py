@@ -315,6 +315,18 @@ def test_a_busy_server_is_waited_for_not_resent(tmp_path, capsys):
     assert len(run.written["train"].questions) == 4
 
 
+def test_a_server_with_fewer_slots_than_questions_is_asked_one_reply_at_a_time(capsys):
+    from langchain_openai import ChatOpenAI
+    from embedtune.questions import generate_questions
+    stub = StubOpenAI(slots=1)  # llama-server --parallel 1 refuses n = 4
+    with serve_openai(stub) as url:
+        llm = ChatOpenAI(model="m", base_url=url, api_key="test", max_retries=0)
+        res = generate_questions(CHUNKS, llm, 4, cache=False, concurrency=1, progress=False, screen=False)
+    assert [r.get("n") for r in stub.requests] == [4] + [None] * 4 * len(CHUNKS)  # refused once, then one reply per request
+    assert capsys.readouterr().out.count(f"{url} refused 4 replies in one request") == 1
+    assert res.n_replies == 4 * len(CHUNKS) and res.n_called == 1 + 4 * len(CHUNKS) and not res.failures
+
+
 def test_a_server_that_answers_only_errors_is_named():
     from langchain_openai import ChatOpenAI
     from embedtune.questions import generate_questions
