@@ -83,19 +83,24 @@ def server_llm(url):
     return chat_model("qwen2.5-coder-0.5b", base_url=url, temperature=0.7, max_retries=0)
 
 
-def writing(binary, parallels, threads, old: dict|None = None) -> dict:
-    "Questions per second at each number of slots, and the in-process writer on the same chunks; with `old`, only the servers (rows of other sizes kept)."
-    from embedtune.llm import chat_model
+def servers(binary, parallels, threads) -> list:
+    "Questions per second by llama-server at each number of slots, as many requests in flight as slots, an empty cache each."
     chunks, rows = demo_chunks(), []
     with tempfile.TemporaryDirectory() as tmp:
-        if not old:
-            local = write(chat_model("local"), chunks, Path(tmp)/"local.sqlite", None)
-            print("in process:", json.dumps(local), flush=True)
         for p in parallels:
             with Server(binary, p, threads) as srv: row = {"parallel": p, "llm_concurrency": p, **write(server_llm(srv.url), chunks, Path(tmp)/f"{p}.sqlite", p)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-        if old: return {**old, "server": sorted(rows + [r for r in old["server"] if r["parallel"] not in parallels], key=lambda r: r["parallel"])}
+    return rows
+
+
+def writing(binary, parallels, threads) -> dict:
+    "The in-process writer, the servers at each number of slots on the same chunks, and a kill and resume."
+    from embedtune.llm import chat_model
+    with tempfile.TemporaryDirectory() as tmp:
+        local = write(chat_model("local"), demo_chunks(), Path(tmp)/"local.sqlite", None)
+        print("in process:", json.dumps(local), flush=True)
+        rows = servers(binary, parallels, threads)
         resume = kill_and_resume(binary, 16, threads, Path(tmp)/"resume.sqlite")
     return {"in_process": local, "server": rows, "resume": resume}
 
@@ -105,16 +110,16 @@ def kill_and_resume(binary, parallel, threads, cache_path) -> dict:
     from embedtune.questions import QuestionCache
     with Server(binary, parallel, threads) as srv:
         child = subprocess.Popen([sys.executable, __file__, "--child", srv.url, str(cache_path), str(parallel)])
-        half, cached = CHUNKS * QUESTIONS // 2, 0
         while child.poll() is None:
             time.sleep(0.2)
-            if cache_path.exists() and (cached := len(QuestionCache(cache_path))) >= half:
+            if cache_path.exists() and len(QuestionCache(cache_path)) >= CHUNKS * QUESTIONS // 2:
                 child.send_signal(signal.SIGKILL)
                 break
         child.wait()
         at_kill = len(QuestionCache(cache_path))
-        again = write(server_llm(srv.url), demo_chunks(), cache_path, parallel)
-    distinct = QUESTIONS * len({c.page_content for c in demo_chunks()})  # two chunks with the same text share their replies
+        chunks = demo_chunks()
+        again = write(server_llm(srv.url), chunks, cache_path, parallel)
+    distinct = QUESTIONS * len({c.page_content for c in chunks})  # two chunks with the same text share their replies
     out = {"parallel": parallel, "killed": child.returncode == -signal.SIGKILL, "cached_at_kill": at_kill, "distinct_replies": distinct,
            "rerun": again, "nothing_asked_twice": at_kill + again.get("replies_received", 0) == distinct}
     print("resume:", json.dumps(out), flush=True)
@@ -237,8 +242,11 @@ def main():
     out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     out.update(protocol=" ".join(__doc__.split("Protocol. ")[1].split("Results:")[0].split()), date=time.strftime("%Y-%m-%d"),
                machine=f"{os.cpu_count()} cores")
-    if "writing" in parts or "servers" in parts:
-        out["writing"] = writing(a.server, [int(p) for p in a.parallel.split(",")], a.threads, out.get("writing") if "servers" in parts else None)
+    ps = [int(p) for p in a.parallel.split(",")]
+    if "writing" in parts: out["writing"] = writing(a.server, ps, a.threads)
+    elif "servers" in parts:
+        kept = [r for r in out["writing"]["server"] if r["parallel"] not in ps]
+        out["writing"]["server"] = sorted(kept + servers(a.server, ps, a.threads), key=lambda r: r["parallel"])
     if "encoding" in parts: out["encoding"] = encoding()
     if "training" in parts: out["training"] = training()
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")

@@ -245,16 +245,15 @@ async def asample(llm, messages, n:int=1, seed:int|None=None, retries:int=4, bac
         many = n - len(out) > 1 and _takes(llm, "n") and where not in _one_each
         extra = {"n": n - len(out)} if many else {}
         if seed is not None and _takes(llm, "seed"): extra["seed"] = seed + len(out)
+        requests += 1
         try: result = await retrying(lambda: llm.agenerate([messages], **extra, **kwargs), retries, backoff, timeout, where)
         except Exception as e:  # llama-server refuses more replies than it has slots (400): ask for them one by one
             if not many or getattr(e, "status_code", None) != 400: raise
             if where not in _one_each: print(f"{where} refused {extra['n']} replies in one request ({str(e)[:160]}); "
                                              "asking for one reply per request", flush=True)
             _one_each.add(where)
-            requests += 1
             continue
         out += [g.message.content for g in result.generations[0]]
-        requests += 1
     return out[:n], requests
 
 # %% ../nbs/04_questions.ipynb #a107610d

@@ -22,9 +22,9 @@ class StubOpenAI:
     """Answers /v1/chat/completions with questions about the document (or with `contents`, one per choice, while they
     last) and /v1/embeddings with small vectors. `statuses` are returned first; the first `drops` chat requests get no
     reply (the connection is closed), the next `slow` ones are answered after `delay` seconds (one at a time with
-    `serial`, as a busy server with one slot answers its queue). With `slots`, a request for more replies (`n`) is refused
-with 400, as llama-server refuses it. Every request's body is in `requests` (chat) or
-    `embedded` (embeddings), its headers (lower-case names) in `headers`."""
+    `serial`, as a busy server with one slot answers its queue). With `slots`, a request for more replies (`n`) than
+    that is refused with 400, as llama-server refuses it. Every request's body is in `requests` (chat) or `embedded`
+    (embeddings), its headers (lower-case names) in `headers`."""
     def __init__(self, statuses=(), fail_after=None, fail_status=401, drops=0, slow=0, delay=0.0, contents=(), serial=False, slots=None):
         self.statuses, self.fail_after, self.fail_status = list(statuses), fail_after, fail_status
         self.drops, self.slow, self.delay, self.contents = drops, slow, delay, list(contents)
