@@ -49,10 +49,12 @@ def test_make_lab_serves_the_notebooks_with_the_venv_kernel(lab):
     req = urllib.request.Request(f"{url}/api/kernels", data=json.dumps({"name": "python3"}).encode(), method="POST",
                                  headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"})
     kernel = json.load(web.open(req))
+    def cmdline(p):  # a helper process that has just exited (a zombie until reaped) has none
+        try: return p.cmdline()
+        except psutil.NoSuchProcess: return []
     launched = []
     for _ in range(60):
-        launched = [p.cmdline() for p in psutil.Process(proc.pid).children(recursive=True)
-                    if "ipykernel_launcher" in " ".join(p.cmdline())]
+        launched = [c for c in map(cmdline, psutil.Process(proc.pid).children(recursive=True)) if "ipykernel_launcher" in " ".join(c)]
         if launched: break
         time.sleep(0.5)
     assert launched, f"no kernel process for {kernel['id']}"
