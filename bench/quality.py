@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--coverage", default="1", help="shares of the written units trained on")
     ap.add_argument("--wise", action="store_true", help="also the WiSE-FT interpolations of each trained model")
+    ap.add_argument("--alphas", default=",".join(map(str, WISE)), help="the WiSE-FT α's (0.5 must be among them)")
     ap.add_argument("--table", action="store_true", help="only write the table of what is done")
     ap.add_argument("--cache", default="runs/quality")
     a = ap.parse_args()
@@ -198,7 +199,7 @@ def main():
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
                     if a.wise:
                         base = load_model()
-                        for alpha in WISE:
+                        for alpha in map(float, a.alphas.split(",")):
                             rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
                                                            "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
                             save_rows(rows, rows_file)
