@@ -29,7 +29,8 @@ from write_questions import read_questions
 RESULTS = Path(__file__).parent/"results"/"quality.json"
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
     # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
-    # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package)
+    # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package); "guide": GISTEmbedLoss
+    # with that model as guide; "round_trip": only the questions whose unit the base model ranks in the top k (consistency filtering)
     "default": dict(epochs=3, lr=2e-5),
     "1 epoch": dict(epochs=1, lr=2e-5),
     "gentle": dict(epochs=1, lr=1e-5),
@@ -37,6 +38,8 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "freeze 3": dict(epochs=3, lr=2e-5, freeze=3),
     "lora 16": dict(epochs=3, lr=1e-4, lora=16),
     "teacher": dict(epochs=1, lr=2e-5, teacher="mpnet"),
+    "guided": dict(epochs=1, lr=1e-5, guide="mpnet"),  # gentle, GISTEmbedLoss: in-batch passages mpnet rates above the answer are not pushed away
+    "round trip 3": dict(epochs=1, lr=1e-5, round_trip=3),  # gentle, on the questions whose unit the base model ranks in its top 3
 }
 WISE = (0.25, 0.5, 0.75)
 
@@ -72,14 +75,29 @@ def margins(pairs, teacher: str, seed: int):
     return rows.add_column("label", [float(x) for x in (q * p).sum(1) - (q * n).sum(1)])
 
 
+def consistent(pairs, model, k: int):
+    "The pairs whose positive `model` ranks in its top `k` among all the positives for the question."
+    from datasets import Dataset
+    from embedtune.train import round_trip
+    texts = sorted(set(pairs["positive"]))
+    cid = {t: str(i) for i, t in enumerate(texts)}
+    ds = {"questions": {str(i): q for i, q in enumerate(pairs["anchor"])}, "corpus": {c: t for t, c in cid.items()},
+          "relevant_contexts": {str(i): [cid[p]] for i, p in enumerate(pairs["positive"])}}
+    kept, dropped = round_trip(ds, model, k)
+    print(f"round trip top {k}: kept {len(kept['questions'])} of {len(pairs)} questions", flush=True)
+    qs = sorted(kept["questions"], key=int)
+    return Dataset.from_dict({"anchor": [kept["questions"][q] for q in qs], "positive": [ds["corpus"][kept["relevant_contexts"][q][0]] for q in qs]})
+
+
 def train(pairs, recipe: str, seed: int, out: Path):
-    "all-MiniLM-L6-v2 fine-tuned on `pairs` with `recipe` and `seed`; returns the model and seconds."
+    "all-MiniLM-L6-v2 fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
     from embedtune.train import fine_tune, load_model, training_args
     spec = dict(RECIPES[recipe])
     model = load_model()
     if n := spec.pop("freeze", 0):
         auto = model[0].auto_model
         for p in list(auto.embeddings.parameters()) + [p for layer in auto.encoder.layer[:n] for p in layer.parameters()]: p.requires_grad = False
+    if k := spec.pop("round_trip", 0): pairs = consistent(pairs, model, k)
     if r := spec.pop("lora", 0):
         from peft import LoraConfig, TaskType
         model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=["query", "value"]))
@@ -90,8 +108,10 @@ def train(pairs, recipe: str, seed: int, out: Path):
         rows = margins(pairs, teacher, seed)
         args = training_args(out, spec["epochs"], 16, spec["lr"], seed, evaluate=False, disable_tqdm=True)
         SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=MarginMSELoss(model)).train()
-    else: fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, disable_tqdm=True)
-    return model, time.time() - t
+    else:
+        guide = load_model(spec.pop("guide")) if "guide" in spec else None
+        fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
+    return model, time.time() - t, len(pairs)
 
 
 def interpolate(base, tuned, alpha: float):
@@ -191,9 +211,9 @@ def main():
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     if name in rows and (not a.wise or f"{name}|wise0.5" in rows): continue
-                    model, secs = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
+                    model, secs, used = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
                     common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
-                              "train_pairs": len(pairs), "train_s": secs}
+                              "train_pairs": used, "train_s": secs}
                     rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
                     save_rows(rows, rows_file)
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
