@@ -76,17 +76,14 @@ def margins(pairs, teacher: str, seed: int):
 
 
 def consistent(pairs, model, k: int):
-    "The pairs whose positive `model` ranks in its top `k` among all the positives for the question."
-    from datasets import Dataset
-    from embedtune.train import round_trip
-    texts = sorted(set(pairs["positive"]))
-    cid = {t: str(i) for i, t in enumerate(texts)}
+    "The pairs whose positive `model` ranks in its top `k` among all the positives for the question (the package's round trip)."
+    from embedtune.train import training_pairs
+    cid = {t: str(i) for i, t in enumerate(sorted(set(pairs["positive"])))}
     ds = {"questions": {str(i): q for i, q in enumerate(pairs["anchor"])}, "corpus": {c: t for t, c in cid.items()},
           "relevant_contexts": {str(i): [cid[p]] for i, p in enumerate(pairs["positive"])}}
-    kept, dropped = round_trip(ds, model, k)
-    print(f"round trip top {k}: kept {len(kept['questions'])} of {len(pairs)} questions", flush=True)
-    qs = sorted(kept["questions"], key=int)
-    return Dataset.from_dict({"anchor": [kept["questions"][q] for q in qs], "positive": [ds["corpus"][kept["relevant_contexts"][q][0]] for q in qs]})
+    kept, counts = training_pairs(ds, model, round_trip_k=k)
+    print(f"round trip top {k}: kept {counts['rows']} of {counts['questions']} questions", flush=True)
+    return kept
 
 
 def train(pairs, recipe: str, seed: int, out: Path):
@@ -191,13 +188,14 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--coverage", default="1", help="shares of the written units trained on")
     ap.add_argument("--wise", action="store_true", help="also the WiSE-FT interpolations of each trained model")
-    ap.add_argument("--alphas", default=",".join(map(str, WISE)), help="the WiSE-FT α's (0.5 must be among them)")
+    ap.add_argument("--alphas", default=",".join(map(str, WISE)), help="the WiSE-FT α's")
     ap.add_argument("--table", action="store_true", help="only write the table of what is done")
     ap.add_argument("--cache", default="runs/quality")
     a = ap.parse_args()
     from embedtune.core import free_memory
     from embedtune.train import load_model
     cache = Path(a.cache); rows_file = cache/"rows.json.gz"
+    alphas = [float(x) for x in a.alphas.split(",")]
     rows = load_rows(rows_file)
     fixed_of = {}
     for domain in a.domains.split(","):
@@ -210,7 +208,7 @@ def main():
                 pairs, units, of = pairs_for(domain, coverage)
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
-                    if name in rows and (not a.wise or f"{name}|wise0.5" in rows): continue
+                    if name in rows and (not a.wise or all(f"{name}|wise{x}" in rows for x in alphas)): continue
                     model, secs, used = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
                     common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
                               "train_pairs": used, "train_s": secs}
@@ -219,7 +217,7 @@ def main():
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
                     if a.wise:
                         base = load_model()
-                        for alpha in map(float, a.alphas.split(",")):
+                        for alpha in alphas:
                             rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
                                                            "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
                             save_rows(rows, rows_file)
