@@ -9,8 +9,8 @@
 Protocol. Per domain (`devsuite.py`), the real queries judged: cranfield and demo all of theirs, scifact-dev and arguana
 the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them and
 as many others). The training questions are those kept in bench/questions/ (the package's writer and filter), for
-a seeded share `--coverage` of the units written about (coverage 1: all). all-MiniLM-L6-v2 is fine-tuned with the
-recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16, the pipeline's `fine_tune`; no validation), once per
+a seeded share `--coverage` of the units written about (coverage 1: all). all-MiniLM-L6-v2 (or the recipe's "model", then
+compared with that model untrained) is fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16, the pipeline's `fine_tune`; no validation), once per
 seed. Every model ranks the whole corpus for each query (cosine of normalised vectors; arguana without the query's own
 id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as in bench/retrievers.py. WiSE-FT rows
 interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base + α·θ_fine-tuned, no training. nDCG@10
@@ -30,7 +30,8 @@ RESULTS = Path(__file__).parent/"results"/"quality.json"
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
     # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
     # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package); "guide": GISTEmbedLoss
-    # with that model as guide; "round_trip": only the questions whose unit the base model ranks in the top k (consistency filtering)
+    # with that model as guide; "lexical": the teacher's margins averaged with BM25's (SPAR's idea: a dense student that also learns what
+    # keyword search knows), BM25's rescaled to the spread of the teacher's so that neither weighs more; "round_trip": only the questions whose unit the base model ranks in the top k (consistency filtering)
     "default": dict(epochs=3, lr=2e-5),
     "1 epoch": dict(epochs=1, lr=2e-5),
     "gentle": dict(epochs=1, lr=1e-5),
@@ -38,8 +39,10 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "freeze 3": dict(epochs=3, lr=2e-5, freeze=3),
     "lora 16": dict(epochs=3, lr=1e-4, lora=16),
     "teacher": dict(epochs=1, lr=2e-5, teacher="mpnet"),
+    "hybrid teacher": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True),  # the margin: mpnet's and BM25's, each scaled to the same spread, averaged
     "guided": dict(epochs=1, lr=1e-5, guide="mpnet"),  # gentle, GISTEmbedLoss: in-batch passages mpnet rates above the answer are not pushed away
     "round trip 3": dict(epochs=1, lr=1e-5, round_trip=3),  # gentle, on the questions whose unit the base model ranks in its top 3
+    "mpnet gentle": dict(epochs=1, lr=1e-5, model="mpnet"),  # gentle on all-mpnet-base-v2 itself, compared with mpnet untrained
 }
 WISE = (0.25, 0.5, 0.75)
 
@@ -63,7 +66,23 @@ def pairs_for(domain: str, coverage: float, seed: int = 0):
     return Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [p for _, p in rows]}), len(ids), len(units)
 
 
-def margins(pairs, teacher: str, seed: int):
+def bm25_margins(rows) -> np.ndarray:
+    "BM25's score of each row's positive minus its negative's, over the rows' passages (embedtune's stemmed BM25)."
+    import bm25s
+    from langchain_core.documents import Document
+    from embedtune.evaluate import BM25Retriever
+    texts = sorted(set(rows["positive"]) | set(rows["negative"]))
+    at = {t: i for i, t in enumerate(texts)}
+    bm = BM25Retriever(docs=[Document(page_content=t) for t in texts])
+    out = []
+    for q, p, n in zip(rows["anchor"], rows["positive"], rows["negative"]):
+        tokens = bm._index.get_tokens_ids(bm25s.tokenize(q, stopwords=bm.language, stemmer=bm._stem, return_ids=False, show_progress=False)[0])
+        s = bm._index.get_scores_from_ids(tokens) if tokens else np.zeros(len(texts))
+        out.append(s[at[p]] - s[at[n]])
+    return np.array(out)
+
+
+def margins(pairs, teacher: str, seed: int, lexical: bool = False):
     "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin cos(q, p) - cos(q, n) as label."
     from embedtune.train import load_model, mine_negatives
     rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed)
@@ -72,7 +91,11 @@ def margins(pairs, teacher: str, seed: int):
     texts = sorted(set(rows["positive"]) | set(rows["negative"]))  # each passage once: the teacher costs ~5x MiniLM
     vec = dict(zip(texts, enc(texts)))
     q, p, n = enc(rows["anchor"], True), np.array([vec[x] for x in rows["positive"]]), np.array([vec[x] for x in rows["negative"]])
-    return rows.add_column("label", [float(x) for x in (q * p).sum(1) - (q * n).sum(1)])
+    m = (q * p).sum(1) - (q * n).sum(1)
+    if lexical:
+        b = bm25_margins(rows)
+        m = (m + b * m.std() / b.std()) / 2
+    return rows.add_column("label", [float(x) for x in m])
 
 
 def consistent(pairs, model, k: int):
@@ -87,10 +110,10 @@ def consistent(pairs, model, k: int):
 
 
 def train(pairs, recipe: str, seed: int, out: Path):
-    "all-MiniLM-L6-v2 fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
+    "all-MiniLM-L6-v2 (or the recipe's model) fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
     from embedtune.train import fine_tune, load_model, training_args
     spec = dict(RECIPES[recipe])
-    model = load_model()
+    model = load_model(spec.pop("model", None))
     if n := spec.pop("freeze", 0):
         auto = model[0].auto_model
         for p in list(auto.embeddings.parameters()) + [p for layer in auto.encoder.layer[:n] for p in layer.parameters()]: p.requires_grad = False
@@ -102,7 +125,7 @@ def train(pairs, recipe: str, seed: int, out: Path):
     if teacher := spec.pop("teacher", None):
         from sentence_transformers import SentenceTransformerTrainer
         from sentence_transformers.sentence_transformer.losses import MarginMSELoss
-        rows = margins(pairs, teacher, seed)
+        rows = margins(pairs, teacher, seed, spec.pop("lexical", False))
         args = training_args(out, spec["epochs"], 16, spec["lr"], seed, evaluate=False, disable_tqdm=True)
         SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=MarginMSELoss(model)).train()
     else:
@@ -142,41 +165,45 @@ def save_rows(rows: dict, path: Path):
     with gzip.open(path, "wt") as f: json.dump(rows, f)
 
 
-def fixed(domain: str, d: dict, cache: Path) -> dict:
-    "Base (MiniLM) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once)."
-    f = cache/f"{domain}-fixed.json.gz"
+def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
+    "Base (MiniLM, or packaged `model`) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once)."
+    f = cache/f"{domain}-fixed{'-' + model if model else ''}.json.gz"
     if f.exists(): return load_rows(f)
     from embedtune.train import load_model
     bm = bm25_ranking(d)["ranking"]
-    base = scores_of(load_model(), d, bm)
+    base = scores_of(load_model(model), d, bm)
     out = {"bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
            "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
     save_rows(out, f)
     return out
 
 
-def table(rows: dict, fixed_of: dict) -> list[dict]:
-    "One line per domain and retriever: base, BM25, base + BM25, then each recipe (and coverage, WiSE α) averaged over its seeds."
+def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dict]:
+    "One line per domain and retriever: base, BM25, base + BM25 (and other untrained `models_of[domain]`), then each recipe averaged over its seeds."
     out = []
     for domain, fx in fixed_of.items():
-        base, hybrid = np.array(fx["base"]["ndcg@10"]), np.array(fx["base + BM25"]["ndcg@10"])
-        for name in ("base", "BM25", "base + BM25"):
-            nd = np.array(fx[name]["ndcg@10"])
+        base = np.array(fx["base"]["ndcg@10"])
+        others = (models_of or {}).get(domain, {})
+        for name, src, key in [(n, fx, n) for n in ("base", "BM25", "base + BM25")] + [
+                (f"{m}{k[4:]}", o, k) for m, o in others.items() for k in ("base", "base + BM25")]:
+            nd = np.array(src[key]["ndcg@10"])
             out.append({"domain": domain, "retriever": name, "queries": len(nd), "ndcg@10": round(float(nd.mean()), 4),
-                        "recall@100": round(float(np.mean(fx[name]["recall@100"])), 4), **({"vs base": ci(nd, base)} if name != "base" else {})})
+                        "recall@100": round(float(np.mean(src[key]["recall@100"])), 4), **({"vs base": ci(nd, base)} if name != "base" else {})})
         groups = {}
         for r in rows.values():
             if r["domain"] == domain: groups.setdefault((r["recipe"], r["coverage"], r["variant"]), []).append(r)
         for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            on = RECIPES.get(recipe, {}).get("model")
+            ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
             for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
                 nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)
-                ref = np.array(fx[ref_name]["ndcg@10"])
+                ref = np.array(ref_of[ref_name]["ndcg@10"])
                 out.append({"domain": domain, "retriever": f"fine-tuned{'' if kind == 'dense' else ' + BM25'}", "recipe": recipe,
-                            "coverage": coverage, "variant": variant, "seeds": sorted(r["seed"] for r in done),
+                            "coverage": coverage, "variant": variant, **({"base": on} if on else {}), "seeds": sorted(r["seed"] for r in done),
                             "units": done[0]["units"], "train_pairs": done[0]["train_pairs"], "train_s": [round(r["train_s"]) for r in done],
                             "ndcg@10": round(float(nd.mean()), 4),
                             "recall@100": round(float(np.mean([r["scores"][kind]["recall@100"] for r in done])), 4),
-                            f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, base)} if kind != "dense" else {}),
+                            f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, np.array(ref_of["base"]["ndcg@10"]))} if kind != "dense" else {}),
                             "per_seed_vs_ref": [round(float(np.mean(r["scores"][kind]["ndcg@10"]) - ref.mean()), 4) for r in done]})
     return out
 
@@ -204,6 +231,7 @@ def main():
         fixed_of[domain] = fixed(domain, d, cache)
         if a.table: continue
         for recipe in a.recipes.split(","):
+            if m := RECIPES[recipe].get("model"): fixed(domain, d, cache, m)  # the untrained model to compare with
             for coverage in map(float, a.coverage.split(",")):
                 pairs, units, of = pairs_for(domain, coverage)
                 for seed in map(int, a.seeds.split(",")):
@@ -216,7 +244,7 @@ def main():
                     save_rows(rows, rows_file)
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
                     if a.wise:
-                        base = load_model()
+                        base = load_model(RECIPES[recipe].get("model"))
                         for alpha in alphas:
                             rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
                                                            "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
@@ -225,8 +253,10 @@ def main():
     done = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})}
     earlier = done.get("earlier") or {k: v for k, v in done.items() if k in ("protocol", "date", "writing", "rows")}
     all_fixed = {dm: fixed(dm, with_queries(load_domain(dm), judged(load_domain(dm))), cache) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
+    others = {dm: {m: load_rows(f) for m in {s["model"] for s in RECIPES.values() if "model" in s}
+                   if (f := cache/f"{dm}-fixed-{m}.json.gz").exists()} for dm in all_fixed}
     out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": time.strftime("%Y-%m-%d"),
-           "rows": table(rows, all_fixed), "earlier": earlier}
+           "rows": table(rows, all_fixed, others), "earlier": earlier}
     RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     for r in out["rows"]:
         ref = r.get("vs base + BM25") or r.get("vs base")
