@@ -10,8 +10,8 @@ Protocol. Per domain (`devsuite.py`), the real queries judged: cranfield and dem
 the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them and
 as many others). The training questions are those kept in bench/questions/ (the package's writer and filter), for
 a seeded share `--coverage` of the units written about (coverage 1: all). all-MiniLM-L6-v2 (or the recipe's "model", then
-compared with that model untrained) is fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16, the pipeline's `fine_tune`; no validation), once per
-seed. Every model ranks the whole corpus for each query (cosine of normalised vectors; arguana without the query's own
+compared with that model untrained) is fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16,
+the pipeline's `fine_tune`; no validation), once per seed. Every model ranks the whole corpus for each query (cosine of normalised vectors; arguana without the query's own
 id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as in bench/retrievers.py. WiSE-FT rows
 interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base + α·θ_fine-tuned, no training. nDCG@10
 and Recall@100 per query; a recipe's rows average each query over its seeds; differences from the base (and from
@@ -30,8 +30,9 @@ RESULTS = Path(__file__).parent/"results"/"quality.json"
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
     # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
     # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package); "guide": GISTEmbedLoss
-    # with that model as guide; "lexical": the teacher's margins averaged with BM25's (SPAR's idea: a dense student that also learns what
-    # keyword search knows), BM25's rescaled to the spread of the teacher's so that neither weighs more; "round_trip": only the questions whose unit the base model ranks in the top k (consistency filtering)
+    # with that model as guide; "lexical": the teacher's margins averaged with BM25's (SPAR's idea: a dense student that also learns
+    # what keyword search knows), BM25's rescaled to the spread of the teacher's so that neither weighs more; "round_trip": only the
+    # questions whose unit the base model ranks in the top k (consistency filtering); "model": a packaged model other than MiniLM
     "default": dict(epochs=3, lr=2e-5),
     "1 epoch": dict(epochs=1, lr=2e-5),
     "gentle": dict(epochs=1, lr=1e-5),
@@ -67,23 +68,19 @@ def pairs_for(domain: str, coverage: float, seed: int = 0):
 
 
 def bm25_margins(rows) -> np.ndarray:
-    "BM25's score of each row's positive minus its negative's, over the rows' passages (embedtune's stemmed BM25)."
-    import bm25s
-    from langchain_core.documents import Document
-    from embedtune.evaluate import BM25Retriever
+    "BM25's score of each row's positive minus its negative's, over the rows' passages (embedtune's BM25Retriever)."
+    from embedtune.evaluate import BM25Retriever, corpus_documents
     texts = sorted(set(rows["positive"]) | set(rows["negative"]))
-    at = {t: i for i, t in enumerate(texts)}
-    bm = BM25Retriever(docs=[Document(page_content=t) for t in texts])
+    bm = BM25Retriever(docs=corpus_documents({t: t for t in texts}))  # each passage its own id
     out = []
     for q, p, n in zip(rows["anchor"], rows["positive"], rows["negative"]):
-        tokens = bm._index.get_tokens_ids(bm25s.tokenize(q, stopwords=bm.language, stemmer=bm._stem, return_ids=False, show_progress=False)[0])
-        s = bm._index.get_scores_from_ids(tokens) if tokens else np.zeros(len(texts))
-        out.append(s[at[p]] - s[at[n]])
+        score = dict(bm.search(q, len(texts)))
+        out.append(score.get(p, 0.0) - score.get(n, 0.0))
     return np.array(out)
 
 
 def margins(pairs, teacher: str, seed: int, lexical: bool = False):
-    "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin cos(q, p) - cos(q, n) as label."
+    "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin as label (`lexical`: averaged with BM25's)."
     from embedtune.train import load_model, mine_negatives
     rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed)
     t = load_model(teacher)
@@ -195,6 +192,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dic
         for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
             on = RECIPES.get(recipe, {}).get("model")
             ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
+            ref_base = np.array(ref_of["base"]["ndcg@10"])
             for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
                 nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)
                 ref = np.array(ref_of[ref_name]["ndcg@10"])
@@ -203,7 +201,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dic
                             "units": done[0]["units"], "train_pairs": done[0]["train_pairs"], "train_s": [round(r["train_s"]) for r in done],
                             "ndcg@10": round(float(nd.mean()), 4),
                             "recall@100": round(float(np.mean([r["scores"][kind]["recall@100"] for r in done])), 4),
-                            f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, np.array(ref_of["base"]["ndcg@10"]))} if kind != "dense" else {}),
+                            f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, ref_base)} if kind != "dense" else {}),
                             "per_seed_vs_ref": [round(float(np.mean(r["scores"][kind]["ndcg@10"]) - ref.mean()), 4) for r in done]})
     return out
 
