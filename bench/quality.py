@@ -16,7 +16,8 @@ id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as i
 interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base + α·θ_fine-tuned, no training. nDCG@10
 and Recall@100 per query; a recipe's rows average each query over its seeds; differences from the base (and from
 base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query scores accumulate in
-runs/quality/rows.json.gz (a finished point is not run again); the table goes to bench/results/quality.json.
+bench/results/quality-rows.json.gz (committed: a finished point is not run again, and a later session's seeds average with
+it); the table goes to bench/results/quality.json, where a row whose per-query scores are not at hand stays as it was.
 """
 import argparse, gzip, json, random, sys, time
 from pathlib import Path
@@ -27,6 +28,7 @@ from retrievers import bm25_ranking, ci, dense_ranking, fuse, per_query
 from write_questions import read_questions
 
 RESULTS = Path(__file__).parent/"results"/"quality.json"
+ROWS = RESULTS.with_name("quality-rows.json.gz")  # per-query scores of every trained point
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
     # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
     # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package); "guide": GISTEmbedLoss
@@ -206,6 +208,19 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dic
     return out
 
 
+def row_key(r: dict) -> tuple:
+    return tuple(r.get(k) for k in ("domain", "retriever", "recipe", "coverage", "variant", "base"))
+
+
+def merged(old: list[dict], new: list[dict], old_date: str | None = None) -> list[dict]:
+    "`new` rows, and the `old` rows they do not replace (per-query scores lost or not loaded), each old row with its date."
+    keys = {row_key(r) for r in new}
+    kept = [{**r, "date": r.get("date", old_date)} for r in old if row_key(r) not in keys]
+    order = {d: i for i, d in enumerate(dict.fromkeys(r["domain"] for r in old + new))}
+    return sorted(kept + new, key=lambda r: (order[r["domain"]], "recipe" in r, r.get("recipe", ""), r.get("coverage", 0),
+                                             r.get("variant", ""), r["retriever"] if "recipe" in r else ""))  # stable: base, BM25, ...
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domains", default=",".join(DOMAINS))
@@ -215,11 +230,12 @@ def main():
     ap.add_argument("--wise", action="store_true", help="also the WiSE-FT interpolations of each trained model")
     ap.add_argument("--alphas", default=",".join(map(str, WISE)), help="the WiSE-FT α's")
     ap.add_argument("--table", action="store_true", help="only write the table of what is done")
-    ap.add_argument("--cache", default="runs/quality")
+    ap.add_argument("--cache", default="runs/quality", help="base scores, BM25's rankings and models (recomputable)")
+    ap.add_argument("--rows", default=str(ROWS), help="the per-query scores of every trained point")
     a = ap.parse_args()
     from embedtune.core import free_memory
     from embedtune.train import load_model
-    cache = Path(a.cache); rows_file = cache/"rows.json.gz"
+    cache, rows_file = Path(a.cache), Path(a.rows)
     alphas = [float(x) for x in a.alphas.split(",")]
     rows = load_rows(rows_file)
     fixed_of = {}
@@ -253,8 +269,10 @@ def main():
     all_fixed = {dm: fixed(dm, with_queries(load_domain(dm), judged(load_domain(dm))), cache) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
     others = {dm: {m: load_rows(f) for m in {s["model"] for s in RECIPES.values() if "model" in s}
                    if (f := cache/f"{dm}-fixed-{m}.json.gz").exists()} for dm in all_fixed}
-    out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": time.strftime("%Y-%m-%d"),
-           "rows": table(rows, all_fixed, others), "earlier": earlier}
+    today = time.strftime("%Y-%m-%d")
+    new = [{**r, "date": today} for r in table(rows, all_fixed, others)]
+    out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": today,
+           "rows": merged(done.get("rows", []), new, done.get("date")), "earlier": earlier}
     RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     for r in out["rows"]:
         ref = r.get("vs base + BM25") or r.get("vs base")
