@@ -209,6 +209,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dic
 
 
 def row_key(r: dict) -> tuple:
+    "What a table row measures: a later row with the same key replaces it."
     return tuple(r.get(k) for k in ("domain", "retriever", "recipe", "coverage", "variant", "base"))
 
 
@@ -216,9 +217,10 @@ def merged(old: list[dict], new: list[dict], old_date: str | None = None) -> lis
     "`new` rows, and the `old` rows they do not replace (per-query scores lost or not loaded), each old row with its date."
     keys = {row_key(r) for r in new}
     kept = [{**r, "date": r.get("date", old_date)} for r in old if row_key(r) not in keys]
-    order = {d: i for i, d in enumerate(dict.fromkeys(r["domain"] for r in old + new))}
-    return sorted(kept + new, key=lambda r: (order[r["domain"]], "recipe" in r, r.get("recipe", ""), r.get("coverage", 0),
-                                             r.get("variant", ""), r["retriever"] if "recipe" in r else ""))  # stable: base, BM25, ...
+    domains = list(dict.fromkeys(r["domain"] for r in old + new))
+    # per domain the untrained rows first, in the order given (the sort is stable), then the recipes as `table` orders them
+    trained = lambda r: (r["recipe"], r["coverage"], r["variant"], r["retriever"]) if "recipe" in r else ()
+    return sorted(kept + new, key=lambda r: (domains.index(r["domain"]), trained(r)))
 
 
 def main():
