@@ -231,6 +231,11 @@ def _base_models(v, p):
     for m in v:
         if why := model_problem(m): return why
 
+def _teacher(v, p):
+    if not v: return None
+    if p.get("guided_loss"): return "a teacher trains with MarginMSELoss, which takes no guide: leave guided_loss off, or teacher empty"
+    return model_problem(v)
+
 RULES = {
     "sources": _sources, "chunk_size": _chunk_size, "chunk_overlap": _chunk_overlap, "split_fractions": _fractions,
     "random_seed": between(0), "llm": _llm, "llm_base_url": _base_url, "llm_api_key_env": _key_env,
@@ -238,7 +243,8 @@ RULES = {
     "max_train_chunks": between(0, why="0 means every chunk"), "max_eval_chunks": between(0, why="0 means every chunk"),
     "n_threads": between(0, 256), "base_model": lambda v, p: model_problem(v),
     "compare_base_models": _base_models, "max_seq_length": between(0, 8192),
-    "query_examples": _examples, "round_trip_k": between(0), "epochs": between(1, 100, "0 would save the base model as if fine-tuned"),
+    "query_examples": _examples, "round_trip_k": between(0), "teacher": _teacher,
+    "wise": lambda v, p: None if 0 < v <= 1 else "must be above 0 and at most 1 (1 keeps the trained model, 0.5 halfway to the base)", "epochs": between(1, 100, "0 would save the base model as if fine-tuned"),
     "batch_size": between(2, 4096, "MultipleNegativesRankingLoss takes its negatives from the other pairs of a batch"),
     "learning_rate": lambda v, p: None if 0 < v <= 1 else "must be above 0 and at most 1 (2e-5 is typical)",
     "eval_corpus_max": lambda v, p: None if v == 0 or v >= 100 else "must be 0 (no cap) or at least 100 chunks",

@@ -17,6 +17,7 @@ from .chunk import chunk_documents, split_chunks
 from .llm import chat_model, is_local
 from .questions import QuestionCache
 from .dataset import dataset_summary, make_datasets, one_per_chunk, write_dataset, writing_cost
+from .distill import teacher_margins
 from .train import fine_tune, load_model, push_model, training_pairs
 from .evaluate import (DEMO_QUERIES, MatryoshkaEmbeddings, compare_retrievers, hf_embeddings, make_retriever,
                                 openai_embeddings, plot_retrievers, read_eval_queries, retriever_parts, search_corpus, verdict)
@@ -183,19 +184,24 @@ def train(self:Run) -> pd.DataFrame:
     self._need("datasets", self.write_questions)
     p = self.params
     with self.step("train"):
-        load = lambda: load_model(p["base_model"] or None, max_seq_length=p["max_seq_length"] or None)
-        base = load() if p["round_trip_k"] or p["hard_negatives"] or p["guided_loss"] else None
-        rows, counts = training_pairs(self.datasets["train"], base, p["round_trip_k"], p["hard_negatives"],
+        load = lambda m=None: load_model(m or p["base_model"] or None, max_seq_length=p["max_seq_length"] or None)
+        base = load() if p["round_trip_k"] or p["hard_negatives"] or p["guided_loss"] or p["teacher"] else None
+        rows, counts = training_pairs(self.datasets["train"], base, p["round_trip_k"], p["hard_negatives"] or bool(p["teacher"]),
                                       corpus=[c.page_content for c in self.splits["train"]], seed=p["random_seed"])
+        if p["teacher"]:
+            self._say(f"The teacher {p['teacher']} scores {len(rows)} rows{' with BM25' if p['teacher_bm25'] else ''}.")
+            rows = teacher_margins(rows, load(p["teacher"]), bm25=p["teacher_bm25"])
         model = load()
         self.training = fine_tune(model, rows, self.validation(), self.out/"model", epochs=p["epochs"],
                                   batch_size=p["batch_size"], lr=p["learning_rate"], seed=p["random_seed"],
-                                  guide=base if p["guided_loss"] else None, vectors=self.vectors)
+                                  guide=base if p["guided_loss"] else None, vectors=self.vectors, wise=p["wise"])
         self.training["round_trip_dropped"] = counts["round_trip_dropped"]
         self.metrics["training"] = self.training
         del model, base; free_memory()
     kept = f"round trip (k={p['round_trip_k']}): kept {counts['questions'] - counts['round_trip_dropped']} of {counts['questions']} questions; " if p["round_trip_k"] else ""
-    self._say(f"Trained on {kept}{counts['rows']} rows{' with hard negatives' if p['hard_negatives'] else ''}.")
+    how = f" on {p['teacher']}'s margins" if p["teacher"] else " with hard negatives" if p["hard_negatives"] else ""
+    keep = f", keeping {p['wise']:.0%} of the change" if p["wise"] < 1 else ""
+    self._say(f"Trained on {kept}{counts['rows']} rows{how}{keep}.")
     t = self.training
     return pd.DataFrame({"before": t["val_before"], "after": t["val_after"]}).filter(like="ndcg", axis=0).round(3)
 

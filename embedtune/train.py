@@ -14,7 +14,8 @@ from sentence_transformers import (SentenceTransformer, SentenceTransformerModel
                                    SentenceTransformerTrainingArguments)
 from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.losses import (GISTEmbedLoss, MarginMSELoss, MatryoshkaLoss,
+                                                                MultipleNegativesRankingLoss)
 from sentence_transformers.util import mine_hard_negatives
 from transformers import TrainerCallback
 from .core import OFFLINE_BASE_MODEL, base_model_id, base_model_path, encode_missing, model_key, progress, progress_on_terminal
@@ -22,7 +23,8 @@ from .dataset import to_pairs
 
 # %% auto #0
 __all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'SharedVectorsEvaluator', 'ir_evaluator', 'source_ranks', 'round_trip',
-           'mine_negatives', 'training_pairs', 'training_args', 'TerminalProgress', 'fine_tune', 'push_model']
+           'mine_negatives', 'training_pairs', 'training_args', 'TerminalProgress', 'interpolate_weights', 'fine_tune',
+           'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
 def load_model(name:str|None=None, device:str|None=None, max_seq_length:int|None=None) -> SentenceTransformer:
@@ -40,8 +42,10 @@ def matryoshka_dims(dim:int, ladder=(768, 512, 256, 128, 64)) -> list[int]:
     return [dim] + [d for d in ladder if d < dim]
 
 # %% ../nbs/05_train.ipynb #4e38adcb
-def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:SentenceTransformer|None=None) -> MatryoshkaLoss:
-    "MNRL (or GISTEmbedLoss with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`)."
+def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:SentenceTransformer|None=None,
+               margins:bool=False) -> torch.nn.Module:
+    "MNRL (or GISTEmbedLoss with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`); MarginMSELoss for `margins`."
+    if margins: return MarginMSELoss(model)
     dims = dims or matryoshka_dims(model.get_embedding_dimension())
     gather = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun: every process's questions see the whole step's chunks
     inner = (GISTEmbedLoss(model, guide, gather_across_devices=gather) if guide is not None
@@ -140,13 +144,20 @@ def _last_validation(trainer) -> dict:
     last = [h for h in trainer.state.log_history if "eval_runtime" in h and h.get("step") == trainer.state.global_step]
     return {k: v for k, v in last[-1].items() if k != "step"} if last else trainer.evaluate()
 
+def interpolate_weights(model:SentenceTransformer, start:dict, alpha:float) -> SentenceTransformer:
+    "WiSE-FT in place: `model`'s weights become (1 - `alpha`)·`start` + `alpha`·its own (`start`: a state dict of the same model)."
+    mix = lambda k, v: (1 - alpha) * start[k].to(v.device) + alpha * v if torch.is_floating_point(v) else v
+    model.load_state_dict({k: mix(k, v) for k, v in model.state_dict().items()})
+    return model
+
 def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_dir, epochs:int=3, batch_size:int=16,
               lr:float=2e-5, seed:int=42, dims:list[int]|None=None, guide:SentenceTransformer|None=None,
-              each_epoch:bool=False, vectors:dict|None=None, **kwargs) -> dict:
-    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets), validate on `val` (`each_epoch` too; document vectors kept in `vectors`), save model and card; returns metrics."
+              each_epoch:bool=False, vectors:dict|None=None, wise:float=1.0, **kwargs) -> dict:
+    "Fine-tune `model` in place on `train` (a dataset, or pairs/triplets; with `label`: margins), keep `wise` of the change, validate on `val`, save model and card; returns metrics."
     pairs = train if isinstance(train, Dataset) else to_pairs(train)
     if len(pairs) < 2: raise ValueError(f"Only {len(pairs)} training pair(s): generate questions for more train chunks.")
-    loss = build_loss(model, dims, guide)
+    if not 0 < wise <= 1: raise ValueError(f"wise={wise}: keep a share of the training's change above 0 and at most 1.")
+    loss = build_loss(model, dims, guide, margins="label" in pairs.column_names)
     evaluator = ir_evaluator(val, "val", batch_size=batch_size, vectors=vectors) if val and val["questions"] else None
     on_terminal = progress_on_terminal()  # a batch run: the steps on the terminal, not in the run's notebook
     args = training_args(out_dir, epochs, batch_size, lr, seed, evaluate=evaluator is not None and each_epoch,
@@ -154,13 +165,17 @@ def fine_tune(model:SentenceTransformer, train:dict|Dataset, val:dict|None, out_
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator,
                                          callbacks=[TerminalProgress()] if on_terminal else None)
     before = trainer.evaluate() if evaluator else {}
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()} if wise < 1 else None
     t = time.time()
     out = trainer.train()
     secs = time.time() - t
-    after = _last_validation(trainer) if evaluator else {}
+    if start: interpolate_weights(model, start, wise)
+    after = (trainer.evaluate() if start else _last_validation(trainer)) if evaluator else {}
     trainer.save_model(str(out_dir))
-    return {"train_pairs": len(pairs), "negatives": "negative" in pairs.column_names, "loss": type(loss.loss).__name__,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "dims": loss.matryoshka_dims,
+    inner = getattr(loss, "loss", loss)
+    return {"train_pairs": len(pairs), "negatives": "negative" in pairs.column_names, "loss": type(inner).__name__,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "wise": wise,
+            "dims": list(getattr(loss, "matryoshka_dims", [model.get_embedding_dimension()])),
             "train_loss": out.training_loss, "train_seconds": round(secs, 2), "pairs_per_second": round(len(pairs) * epochs / secs, 2),
             "world_size": args.world_size, "val_before": before, "val_after": after}
 

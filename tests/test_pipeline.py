@@ -145,6 +145,18 @@ def test_a_second_run_pays_only_for_new_chunks(tmp_path, replayed):
     assert second.real is None and "verdict" not in second.metrics
 
 
+def test_a_teacher_trains_the_base_model_on_its_margins(tmp_path, replayed):
+    "`teacher` (here the packaged MiniLM as a small stand-in for mpnet) with BM25, and `wise` 0.5: MarginMSELoss on mined triplets."
+    from embedtune.run import Run
+    run = Run({**TINY, "teacher": "minilm", "wise": 0.5, "out_dir": str(tmp_path/"a"), "cache_dir": str(tmp_path/"cache")}, verbose=False)
+    run.evaluate()
+    t, m = run.metrics["training"], run.metrics
+    assert (t["loss"], t["negatives"], t["wise"], t["dims"]) == ("MarginMSELoss", True, 0.5, [384])
+    assert 0 < t["train_pairs"] <= m["datasets"]["train"]["questions"] and t["val_after"]
+    assert list(m["retrieval"]) == ["base", "fine-tuned", "BM25", "base + BM25", "fine-tuned + BM25"]  # one size: no Matryoshka rows
+    assert json.loads((tmp_path/"a"/"params.json").read_text())["teacher"] == "minilm"
+
+
 def test_bad_eval_queries_stop_the_run_before_any_question(tmp_path, replayed):
     from embedtune.run import Run
     rows = [json.dumps({"query": q, "relevant": [r]}) for q, r in REAL]
