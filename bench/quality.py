@@ -69,32 +69,12 @@ def pairs_for(domain: str, coverage: float, seed: int = 0):
     return Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [p for _, p in rows]}), len(ids), len(units)
 
 
-def bm25_margins(rows) -> np.ndarray:
-    "BM25's score of each row's positive minus its negative's, over the rows' passages (embedtune's BM25Retriever)."
-    from embedtune.evaluate import BM25Retriever, corpus_documents
-    texts = sorted(set(rows["positive"]) | set(rows["negative"]))
-    bm = BM25Retriever(docs=corpus_documents({t: t for t in texts}))  # each passage its own id
-    out = []
-    for q, p, n in zip(rows["anchor"], rows["positive"], rows["negative"]):
-        score = dict(bm.search(q, len(texts)))
-        out.append(score.get(p, 0.0) - score.get(n, 0.0))
-    return np.array(out)
-
-
 def margins(pairs, teacher: str, seed: int, lexical: bool = False):
     "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin as label (`lexical`: averaged with BM25's)."
+    from embedtune.distill import teacher_margins
     from embedtune.train import load_model, mine_negatives
     rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed)
-    t = load_model(teacher)
-    enc = lambda texts, query=False: (t.encode_query if query else t.encode_document)(list(texts), batch_size=32, normalize_embeddings=True)
-    texts = sorted(set(rows["positive"]) | set(rows["negative"]))  # each passage once: the teacher costs ~5x MiniLM
-    vec = dict(zip(texts, enc(texts)))
-    q, p, n = enc(rows["anchor"], True), np.array([vec[x] for x in rows["positive"]]), np.array([vec[x] for x in rows["negative"]])
-    m = (q * p).sum(1) - (q * n).sum(1)
-    if lexical:
-        b = bm25_margins(rows)
-        m = (m + b * m.std() / b.std()) / 2
-    return rows.add_column("label", [float(x) for x in m])
+    return teacher_margins(rows, load_model(teacher), bm25=lexical)
 
 
 def consistent(pairs, model, k: int):
@@ -110,7 +90,7 @@ def consistent(pairs, model, k: int):
 
 def train(pairs, recipe: str, seed: int, out: Path):
     "all-MiniLM-L6-v2 (or the recipe's model) fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
-    from embedtune.train import fine_tune, load_model, training_args
+    from embedtune.train import fine_tune, load_model
     spec = dict(RECIPES[recipe])
     model = load_model(spec.pop("model", None))
     if n := spec.pop("freeze", 0):
@@ -120,26 +100,18 @@ def train(pairs, recipe: str, seed: int, out: Path):
     if r := spec.pop("lora", 0):
         from peft import LoraConfig, TaskType
         model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=["query", "value"]))
-    t = time.time()
-    if teacher := spec.pop("teacher", None):
-        from sentence_transformers import SentenceTransformerTrainer
-        from sentence_transformers.sentence_transformer.losses import MarginMSELoss
-        rows = margins(pairs, teacher, seed, spec.pop("lexical", False))
-        args = training_args(out, spec["epochs"], 16, spec["lr"], seed, evaluate=False, disable_tqdm=True)
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=MarginMSELoss(model)).train()
-    else:
-        guide = load_model(spec.pop("guide")) if "guide" in spec else None
-        fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
-    return model, time.time() - t, len(pairs)
+    t, used = time.time(), len(pairs)
+    if teacher := spec.pop("teacher", None): pairs = margins(pairs, teacher, seed, spec.pop("lexical", False))  # MarginMSELoss
+    guide = load_model(spec.pop("guide")) if "guide" in spec else None
+    fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
+    return model, time.time() - t, used
 
 
 def interpolate(base, tuned, alpha: float):
     "WiSE-FT: a copy of `tuned` with weights (1 - alpha)·base + alpha·tuned."
-    import copy, torch
-    out = copy.deepcopy(tuned)
-    b, t = base.state_dict(), tuned.state_dict()
-    out.load_state_dict({k: (1 - alpha) * b[k] + alpha * v if torch.is_floating_point(v) else v for k, v in t.items()})
-    return out
+    import copy
+    from embedtune.train import interpolate_weights
+    return interpolate_weights(copy.deepcopy(tuned), base.state_dict(), alpha)
 
 
 def scores_of(model, d: dict, bm25: dict) -> dict:
