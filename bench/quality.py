@@ -22,6 +22,7 @@ it); the table goes to bench/results/quality.json, where a row whose per-query s
 import argparse, gzip, json, random, sys, time
 from pathlib import Path
 import numpy as np
+import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from devsuite import DOMAINS, covered, load_domain
 from retrievers import bm25_ranking, ci, dense_ranking, fuse, per_query
@@ -30,7 +31,8 @@ from write_questions import read_questions
 RESULTS = Path(__file__).parent/"results"/"quality.json"
 ROWS = RESULTS.with_name("quality-rows.json.gz")  # per-query scores of every trained point
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
-    # adapter of that rank on attention (pip install peft); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
+    # update of that rank on attention's query and value, merged into the weights after training (written here: transformers 5.24
+    # needs peft >= 0.22, which the package index lacks); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
     # and a negative MiniLM ranks 10-50 (GPL's recipe with a bi-encoder teacher: no cross-encoder ships in a PyPI package); "guide": GISTEmbedLoss
     # with that model as guide; "lexical": the teacher's margins averaged with BM25's (SPAR's idea: a dense student that also learns
     # what keyword search knows), BM25's rescaled to the spread of the teacher's so that neither weighs more; "round_trip": only the
@@ -97,14 +99,44 @@ def train(pairs, recipe: str, seed: int, out: Path):
         auto = model[0].auto_model
         for p in list(auto.embeddings.parameters()) + [p for layer in auto.encoder.layer[:n] for p in layer.parameters()]: p.requires_grad = False
     if k := spec.pop("round_trip", 0): pairs = consistent(pairs, model, k)
-    if r := spec.pop("lora", 0):
-        from peft import LoraConfig, TaskType
-        model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=["query", "value"]))
+    if r := spec.pop("lora", 0): add_lora(model, r, seed)
     t, used = time.time(), len(pairs)
     if teacher := spec.pop("teacher", None): pairs = margins(pairs, teacher, seed, spec.pop("lexical", False))  # MarginMSELoss
     guide = load_model(spec.pop("guide")) if "guide" in spec else None
     fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
+    if r: merge_lora(model)
     return model, time.time() - t, used
+
+
+class LoRALinear(torch.nn.Module):
+    "A frozen linear layer plus a trainable low-rank update (B·A)·alpha/r, as in LoRA (Hu et al. 2021) and peft's defaults."
+    def __init__(self, base: torch.nn.Linear, r: int, alpha: float, dropout: float = 0.1):
+        super().__init__()
+        self.base, self.scale, self.drop = base, alpha / r, torch.nn.Dropout(dropout)
+        self.a = torch.nn.Parameter(torch.empty(r, base.in_features))
+        torch.nn.init.kaiming_uniform_(self.a, a=5 ** 0.5)
+        self.b = torch.nn.Parameter(torch.zeros(base.out_features, r))  # B = 0: training starts from the base model
+    def forward(self, x): return self.base(x) + (self.drop(x) @ self.a.T @ self.b.T) * self.scale
+
+
+def add_lora(model, r: int, seed: int, targets=("query", "value")):
+    "Freeze `model` and give each attention `targets` layer a rank-`r` LoRA update (alpha 2r); seeded."
+    torch.manual_seed(seed)
+    for p in model.parameters(): p.requires_grad = False
+    for layer in model[0].auto_model.encoder.layer:
+        att = layer.attention.self
+        for t in targets: setattr(att, t, LoRALinear(getattr(att, t), r, 2 * r))
+
+
+def merge_lora(model):
+    "Fold each LoRA update into its base layer's weights, leaving a plain model (so WiSE-FT and saving work as usual)."
+    for layer in model[0].auto_model.encoder.layer:
+        att = layer.attention.self
+        for t, m in list(att.named_children()):
+            if isinstance(m, LoRALinear):
+                m.base.weight.data += (m.b @ m.a).data * m.scale
+                setattr(att, t, m.base)
+    for p in model.parameters(): p.requires_grad = True
 
 
 def interpolate(base, tuned, alpha: float):
