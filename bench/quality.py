@@ -108,6 +108,11 @@ def train(pairs, recipe: str, seed: int, out: Path):
     return model, time.time() - t, used
 
 
+def attentions(model):
+    "The self-attention block of each transformer layer of a BERT-style sentence-transformers `model`."
+    return [layer.attention.self for layer in model[0].auto_model.encoder.layer]
+
+
 class LoRALinear(torch.nn.Module):
     "A frozen linear layer plus a trainable low-rank update (B·A)·alpha/r, as in LoRA (Hu et al. 2021) and peft's defaults."
     def __init__(self, base: torch.nn.Linear, r: int, alpha: float, dropout: float = 0.1):
@@ -123,15 +128,13 @@ def add_lora(model, r: int, seed: int, targets=("query", "value")):
     "Freeze `model` and give each attention `targets` layer a rank-`r` LoRA update (alpha 2r); seeded."
     torch.manual_seed(seed)
     for p in model.parameters(): p.requires_grad = False
-    for layer in model[0].auto_model.encoder.layer:
-        att = layer.attention.self
+    for att in attentions(model):
         for t in targets: setattr(att, t, LoRALinear(getattr(att, t), r, 2 * r))
 
 
 def merge_lora(model):
     "Fold each LoRA update into its base layer's weights, leaving a plain model (so WiSE-FT and saving work as usual)."
-    for layer in model[0].auto_model.encoder.layer:
-        att = layer.attention.self
+    for att in attentions(model):
         for t, m in list(att.named_children()):
             if isinstance(m, LoRALinear):
                 m.base.weight.data += (m.b @ m.a).data * m.scale
