@@ -2,29 +2,33 @@
 
     .venv/bin/python bench/write_questions.py --domains cranfield,demo                 # once: the questions (committed)
     .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300
+    .venv/bin/python bench/write_questions.py --domains demo --llm ~/.cache/embedtune/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --tag 1.5b
     .venv/bin/python bench/quality.py --recipes default --domains cranfield,demo --seeds 0,1,2
     .venv/bin/python bench/quality.py --recipes default,gentle --domains cranfield --seeds 0 --coverage 0.1,0.25,0.5,1
     .venv/bin/python bench/quality.py --table                                          # print the table only
 
 Protocol. Per domain (`devsuite.py`), the real queries judged: cranfield and demo all of theirs, scifact-dev and arguana
-the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them and
-as many others). The training questions are those kept in bench/questions/ (the package's writer and filter), for
-a seeded share `--coverage` of the units written about (coverage 1: all). all-MiniLM-L6-v2 (or the recipe's "model", then
-compared with that model untrained) is fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16,
-the pipeline's `fine_tune`; no validation), once per seed. Every model ranks the whole corpus for each query (cosine of normalised vectors; arguana without the query's own
-id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as in bench/retrievers.py. WiSE-FT rows
-interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base + α·θ_fine-tuned, no training. nDCG@10
-and Recall@100 per query; a recipe's rows average each query over its seeds; differences from the base (and from
-base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query scores accumulate in
-bench/results/quality-rows.json.gz (committed: a finished point is not run again, and a later session's seeds average with
-it); the table goes to bench/results/quality.json, where a row whose per-query scores are not at hand stays as it was.
+the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them
+and as many others). The training questions are those kept in bench/questions/ (the package's writer,
+Qwen2.5-Coder-0.5B, or the recipe's "writer", and the package's filter), for a seeded share `--coverage` of the units
+written about (coverage 1: all). all-MiniLM-L6-v2 (or the recipe's "model", then compared with that model untrained) is
+fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batch 16, the pipeline's `fine_tune`; no
+validation), once per seed. A recipe whose writer saw `examples` (the domain's style queries as query_examples) is
+judged without them, as is its reference. Every model ranks the whole corpus for each query (cosine of normalised
+vectors; arguana without the query's own id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as
+in bench/retrievers.py. WiSE-FT rows interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base +
+α·θ_fine-tuned, no training. nDCG@10 and Recall@100 per query; a recipe's rows average each query over its seeds;
+differences from the base (and from base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query
+scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, and a later
+session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
+not at hand stays as it was.
 """
 import argparse, gzip, json, random, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).parent))
-from devsuite import DOMAINS, covered, load_domain
+from devsuite import DOMAINS, covered, load_domain, style_queries
 from retrievers import bm25_ranking, ci, dense_ranking, fuse, per_query
 from write_questions import read_questions
 
@@ -48,6 +52,9 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "guided": dict(epochs=1, lr=1e-5, guide="mpnet"),  # gentle, GISTEmbedLoss: in-batch passages mpnet rates above the answer are not pushed away
     "round trip 3": dict(epochs=1, lr=1e-5, round_trip=3),  # gentle, on the questions whose unit the base model ranks in its top 3
     "mpnet gentle": dict(epochs=1, lr=1e-5, model="mpnet"),  # gentle on all-mpnet-base-v2 itself, compared with mpnet untrained
+    "hybrid teacher 1.5b": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="1.5b"),  # on the 1.5B writer's questions
+    # gentle on questions written in the style of the domain's 8 style queries (query_examples), judged without those 8
+    "gentle 8 examples": dict(epochs=1, lr=1e-5, writer="0.5b-ex8", examples=8),
 }
 WISE = (0.25, 0.5, 0.75)
 
@@ -57,14 +64,20 @@ def judged(d: dict) -> list[str]:
     return covered(d)[0] if d["name"] in ("scifact-dev", "arguana") else list(d["queries"])
 
 
+def shown(d: dict) -> list[bool]:
+    "Per judged query of `d`: is it one of the style queries a writer may be shown as an example?"
+    style = set(style_queries(d))
+    return [q in style for q in judged(d)]
+
+
 def with_queries(d: dict, qids: list[str]) -> dict:
     return {**d, "queries": {q: d["queries"][q] for q in qids}, "qrels": {q: d["qrels"][q] for q in qids}}
 
 
-def pairs_for(domain: str, coverage: float, seed: int = 0):
-    "Training pairs (question, the text the writer read) for a seeded share `coverage` of the domain's units."
+def pairs_for(domain: str, coverage: float, seed: int = 0, writer: str = "0.5b"):
+    "Training pairs (question, the text `writer` read) for a seeded share `coverage` of the domain's units."
     from datasets import Dataset
-    units = read_questions(domain)
+    units = read_questions(domain, writer)
     ids = sorted(units)
     ids = sorted(random.Random(seed).sample(ids, round(coverage * len(ids)))) if coverage < 1 else ids
     rows = [(q, units[i]["text"]) for i in ids for q in units[i]["questions"]]
@@ -94,6 +107,7 @@ def train(pairs, recipe: str, seed: int, out: Path):
     "all-MiniLM-L6-v2 (or the recipe's model) fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
     from embedtune.train import fine_tune, load_model
     spec = dict(RECIPES[recipe])
+    spec.pop("writer", None), spec.pop("examples", None)
     model = load_model(spec.pop("model", None))
     if n := spec.pop("freeze", 0):
         auto = model[0].auto_model
@@ -184,10 +198,11 @@ def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
     return out
 
 
-def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dict]:
+def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: dict | None = None) -> list[dict]:
     "One line per domain and retriever: base, BM25, base + BM25 (and other untrained `models_of[domain]`), then each recipe averaged over its seeds."
     out = []
     for domain, fx in fixed_of.items():
+        shown = np.array((shown_of or {}).get(domain, [False] * len(fx["base"]["ndcg@10"])))  # judged queries shown to a writer
         base = np.array(fx["base"]["ndcg@10"])
         others = (models_of or {}).get(domain, {})
         for name, src, key in [(n, fx, n) for n in ("base", "BM25", "base + BM25")] + [
@@ -201,17 +216,19 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None) -> list[dic
         for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
             on = RECIPES.get(recipe, {}).get("model")
             ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
-            ref_base = np.array(ref_of["base"]["ndcg@10"])
+            keep = ~shown if RECIPES.get(recipe, {}).get("examples") else np.ones(len(shown), bool)  # never judged on its examples
+            ref_base = np.array(ref_of["base"]["ndcg@10"])[keep]
             for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
-                nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)
-                ref = np.array(ref_of[ref_name]["ndcg@10"])
+                nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)[keep]
+                ref = np.array(ref_of[ref_name]["ndcg@10"])[keep]
                 out.append({"domain": domain, "retriever": f"fine-tuned{'' if kind == 'dense' else ' + BM25'}", "recipe": recipe,
+                            **({"queries": int(keep.sum())} if not keep.all() else {}),
                             "coverage": coverage, "variant": variant, **({"base": on} if on else {}), "seeds": sorted(r["seed"] for r in done),
                             "units": done[0]["units"], "train_pairs": done[0]["train_pairs"], "train_s": [round(r["train_s"]) for r in done],
                             "ndcg@10": round(float(nd.mean()), 4),
-                            "recall@100": round(float(np.mean([r["scores"][kind]["recall@100"] for r in done])), 4),
+                            "recall@100": round(float(np.mean([np.array(r["scores"][kind]["recall@100"])[keep] for r in done])), 4),
                             f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, ref_base)} if kind != "dense" else {}),
-                            "per_seed_vs_ref": [round(float(np.mean(r["scores"][kind]["ndcg@10"]) - ref.mean()), 4) for r in done]})
+                            "per_seed_vs_ref": [round(float(np.mean(np.array(r["scores"][kind]["ndcg@10"])[keep]) - ref.mean()), 4) for r in done]})
     return out
 
 
@@ -242,6 +259,8 @@ def main():
     ap.add_argument("--cache", default="runs/quality", help="base scores, BM25's rankings and models (recomputable)")
     ap.add_argument("--rows", default=str(ROWS), help="the per-query scores of every trained point")
     a = ap.parse_args()
+    if unknown := [r for r in a.recipes.split(",") if r not in RECIPES]:
+        ap.error(f"unknown recipe(s) {unknown} (recipes are separated by commas): choose from {list(RECIPES)}")
     from embedtune.core import free_memory
     from embedtune.train import load_model
     cache, rows_file = Path(a.cache), Path(a.rows)
@@ -256,7 +275,7 @@ def main():
         for recipe in a.recipes.split(","):
             if m := RECIPES[recipe].get("model"): fixed(domain, d, cache, m)  # the untrained model to compare with
             for coverage in map(float, a.coverage.split(",")):
-                pairs, units, of = pairs_for(domain, coverage)
+                pairs, units, of = pairs_for(domain, coverage, writer=RECIPES[recipe].get("writer", "0.5b"))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     if name in rows and (not a.wise or all(f"{name}|wise{x}" in rows for x in alphas)): continue
@@ -275,11 +294,13 @@ def main():
                     del model; free_memory()
     done = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})}
     earlier = done.get("earlier") or {k: v for k, v in done.items() if k in ("protocol", "date", "writing", "rows")}
-    all_fixed = {dm: fixed(dm, with_queries(load_domain(dm), judged(load_domain(dm))), cache) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
+    loaded = {dm: load_domain(dm) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
+    all_fixed = {dm: fixed(dm, with_queries(d, judged(d)), cache) for dm, d in loaded.items()}
+    shown_of = {dm: shown(d) for dm, d in loaded.items()}
     others = {dm: {m: load_rows(f) for m in {s["model"] for s in RECIPES.values() if "model" in s}
                    if (f := cache/f"{dm}-fixed-{m}.json.gz").exists()} for dm in all_fixed}
     today = time.strftime("%Y-%m-%d")
-    new = [{**r, "date": today} for r in table(rows, all_fixed, others)]
+    new = [{**r, "date": today} for r in table(rows, all_fixed, others, shown_of)]
     out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": today,
            "rows": merged(done.get("rows", []), new, done.get("date")), "earlier": earlier}
     RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")

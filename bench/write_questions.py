@@ -4,17 +4,20 @@ bench/questions/, so that no later measurement pays for them again.
     .venv/bin/python bench/write_questions.py --domains cranfield,demo      # every document (resumable: replies are cached)
     .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300  # the covered protocol
     .venv/bin/python bench/write_questions.py --domains cranfield --llm path/to/other.gguf --tag 1.5b
+    .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8   # in the style of 8 real queries
 
 What is written about: for the BEIR domains, the first chunk (at most 1,000 characters) of each document's title and
 text, the part MiniLM reads; for the demo corpus, every chunk as the pipeline cuts it by default (750 characters,
-de-duplicated). `--n` questions per unit with the pipeline's defaults (one question per reply, its filter). Each line of
-bench/questions/<domain>-<tag>.jsonl.gz is {"id": document or chunk id, "text": what the writer read, "questions": kept,
-"dropped": [[question, reason], ...]}; bench/questions/writing.json has the counts and seconds per question.
+de-duplicated). `--n` questions per unit with the pipeline's defaults (one question per reply, its filter); with
+`--examples k`, the first k of the domain's 8 style queries (`devsuite.style_queries`, never judged then) are the
+writer's `query_examples`. Each line of bench/questions/<domain>-<tag>.jsonl.gz is {"id": document or chunk id, "text":
+what the writer read, "questions": kept, "dropped": [[question, reason], ...]}; bench/questions/writing.json has the
+counts and seconds per question.
 """
 import argparse, gzip, json, random, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from devsuite import covered, load_domain
+from devsuite import covered, load_domain, style_queries
 
 OUT = Path(__file__).parent/"questions"
 
@@ -50,7 +53,9 @@ def main():
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--llm", default="local")
     ap.add_argument("--tag", default="0.5b", help="names the writer in the file name")
+    ap.add_argument("--examples", type=int, default=0, help="the domain's style queries shown to the writer as query_examples (<= 8)")
     a = ap.parse_args()
+    if not 0 <= a.examples <= 8: ap.error("--examples: between 0 and 8 (the domain's style queries)")
     from embedtune.llm import chat_model
     from embedtune.questions import generate_questions
     llm = chat_model(a.llm)
@@ -58,9 +63,11 @@ def main():
     summary_file = OUT/"writing.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     for domain in a.domains.split(","):
-        us = units(load_domain(domain), a.docs, a.covering)
+        d = load_domain(domain)
+        us = units(d, a.docs, a.covering)
+        examples = [d["queries"][q] for q in style_queries(d)[:a.examples]]
         t = time.time()
-        w = generate_questions(us, llm, a.n)
+        w = generate_questions(us, llm, a.n, examples=examples or None)
         secs = time.time() - t
         dropped = {}
         for cid, q, reason in w.screened.dropped: dropped.setdefault(cid, []).append([q, reason])
@@ -70,7 +77,7 @@ def main():
                 f.write(json.dumps({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])},
                                    ensure_ascii=False) + "\n")
         written = sum(map(len, w.questions.values()))
-        summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n, "written": written,
+        summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n, "examples": len(examples), "written": written,
                                         "kept": sum(map(len, w.kept.values())), "dropped": w.screened.counts,
                                         "failed_units": len(w.failures), "replies_written_now": w.n_replies, "cached": w.n_cached,
                                         "seconds": round(secs), "date": time.strftime("%Y-%m-%d"), "llm": a.llm}
