@@ -74,7 +74,7 @@ def with_queries(d: dict, qids: list[str]) -> dict:
     return {**d, "queries": {q: d["queries"][q] for q in qids}, "qrels": {q: d["qrels"][q] for q in qids}}
 
 
-def pairs_for(domain: str, coverage: float, seed: int = 0, writer: str = "0.5b"):
+def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
     "Training pairs (question, the text `writer` read) for a seeded share `coverage` of the domain's units."
     from datasets import Dataset
     units = read_questions(domain, writer)
@@ -107,7 +107,7 @@ def train(pairs, recipe: str, seed: int, out: Path):
     "all-MiniLM-L6-v2 (or the recipe's model) fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
     from embedtune.train import fine_tune, load_model
     spec = dict(RECIPES[recipe])
-    spec.pop("writer", None), spec.pop("examples", None)
+    for k in ("writer", "examples"): spec.pop(k, None)  # what the recipe trains on and is judged on, not how
     model = load_model(spec.pop("model", None))
     if n := spec.pop("freeze", 0):
         auto = model[0].auto_model
@@ -275,7 +275,7 @@ def main():
         for recipe in a.recipes.split(","):
             if m := RECIPES[recipe].get("model"): fixed(domain, d, cache, m)  # the untrained model to compare with
             for coverage in map(float, a.coverage.split(",")):
-                pairs, units, of = pairs_for(domain, coverage, writer=RECIPES[recipe].get("writer", "0.5b"))
+                pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", "0.5b"))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     if name in rows and (not a.wise or all(f"{name}|wise{x}" in rows for x in alphas)): continue

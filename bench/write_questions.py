@@ -77,7 +77,8 @@ def main():
                 f.write(json.dumps({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])},
                                    ensure_ascii=False) + "\n")
         written = sum(map(len, w.questions.values()))
-        summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n, "examples": len(examples), "written": written,
+        summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n,
+                                        "examples": len(examples), "written": written,
                                         "kept": sum(map(len, w.kept.values())), "dropped": w.screened.counts,
                                         "failed_units": len(w.failures), "replies_written_now": w.n_replies, "cached": w.n_cached,
                                         "seconds": round(secs), "date": time.strftime("%Y-%m-%d"), "llm": a.llm}
