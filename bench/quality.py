@@ -55,6 +55,8 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "hybrid teacher 1.5b": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="1.5b"),  # on the 1.5B writer's questions
     # gentle on questions written in the style of the domain's 8 style queries (query_examples), judged without those 8
     "gentle 8 examples": dict(epochs=1, lr=1e-5, writer="0.5b-ex8", examples=8),
+    # three mined negatives per question, a MarginMSE row each: three times the teacher's margins to learn from (GPL trains far longer)
+    "hybrid teacher 3 negatives": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, negatives=3),
 }
 WISE = (0.25, 0.5, 0.75)
 
@@ -84,11 +86,11 @@ def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
     return Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [p for _, p in rows]}), len(ids), len(units)
 
 
-def margins(pairs, teacher: str, seed: int, lexical: bool = False):
-    "`pairs` with a negative each (MiniLM's ranks 10-50 among the positives) and the teacher's margin as label (`lexical`: averaged with BM25's)."
+def margins(pairs, teacher: str, seed: int, lexical: bool = False, negatives: int = 1):
+    "`pairs` with `negatives` each (MiniLM's ranks 10-50 among the positives, a row each) and the teacher's margin as label (`lexical`: averaged with BM25's)."
     from embedtune.distill import teacher_margins
     from embedtune.train import load_model, mine_negatives
-    rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed)
+    rows = mine_negatives(pairs, load_model(), corpus=sorted(set(pairs["positive"])), seed=seed, num_negatives=negatives)
     return teacher_margins(rows, load_model(teacher), bm25=lexical)
 
 
@@ -115,7 +117,7 @@ def train(pairs, recipe: str, seed: int, out: Path):
     if k := spec.pop("round_trip", 0): pairs = consistent(pairs, model, k)
     if r := spec.pop("lora", 0): add_lora(model, r, seed)
     t, used = time.time(), len(pairs)
-    if teacher := spec.pop("teacher", None): pairs = margins(pairs, teacher, seed, spec.pop("lexical", False))  # MarginMSELoss
+    if teacher := spec.pop("teacher", None): pairs = margins(pairs, teacher, seed, spec.pop("lexical", False), spec.pop("negatives", 1))  # MarginMSELoss
     guide = load_model(spec.pop("guide")) if "guide" in spec else None
     fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
     if r: merge_lora(model)

@@ -94,14 +94,14 @@ def round_trip(ds:dict, model:SentenceTransformer, k:int=1, batch_size:int=32) -
 
 # %% ../nbs/05_train.ipynb #edb61499
 def mine_negatives(pairs:Dataset, model:SentenceTransformer, corpus:list[str]|None=None, range_min:int=10,
-                   range_max:int=50, margin:float=0.05, seed:int=42, batch_size:int=32) -> Dataset:
-    "(anchor, positive, negative) triplets: one negative per pair from `corpus`, ranked by `model` in the window, below the margin."
+                   range_max:int=50, margin:float=0.05, seed:int=42, batch_size:int=32, num_negatives:int=1) -> Dataset:
+    "(anchor, positive, negative) triplets: up to `num_negatives` per pair (a row each) from `corpus`, ranked by `model` in the window, below the margin."
     import random
     n = len(set(corpus or []) | set(pairs["positive"]))
     if n < range_max: range_min, range_max = range_min * n // range_max, n  # a small corpus: the same window, scaled down
     random.seed(seed)  # mine_hard_negatives samples with the `random` module
     return mine_hard_negatives(pairs, model, corpus=corpus, range_min=range_min, range_max=range_max, relative_margin=margin,
-                               num_negatives=1, sampling_strategy="random", batch_size=batch_size, verbose=False)
+                               num_negatives=num_negatives, sampling_strategy="random", batch_size=batch_size, verbose=False)
 
 # %% ../nbs/05_train.ipynb #3e0f7ad0
 def training_pairs(ds:dict, base:SentenceTransformer|None=None, round_trip_k:int=0, negatives:bool=False,
