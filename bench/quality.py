@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from devsuite import DOMAINS, covered, load_domain, style_queries
 from retrievers import bm25_ranking, ci, dense_ranking, fuse, per_query
-from write_questions import read_questions
+from write_questions import WRITER, read_questions
 
 RESULTS = Path(__file__).parent/"results"/"quality.json"
 ROWS = RESULTS.with_name("quality-rows.json.gz")  # per-query scores of every trained point
@@ -117,7 +117,8 @@ def train(pairs, recipe: str, seed: int, out: Path):
     if k := spec.pop("round_trip", 0): pairs = consistent(pairs, model, k)
     if r := spec.pop("lora", 0): add_lora(model, r, seed)
     t, used = time.time(), len(pairs)
-    if teacher := spec.pop("teacher", None): pairs = margins(pairs, teacher, seed, spec.pop("lexical", False), spec.pop("negatives", 1))  # MarginMSELoss
+    if teacher := spec.pop("teacher", None):  # MarginMSELoss
+        pairs = margins(pairs, teacher, seed, spec.pop("lexical", False), spec.pop("negatives", 1))
     guide = load_model(spec.pop("guide")) if "guide" in spec else None
     fine_tune(model, pairs, None, out, epochs=spec["epochs"], lr=spec["lr"], seed=seed, guide=guide, disable_tqdm=True)
     if r: merge_lora(model)
@@ -216,21 +217,23 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: d
         for r in rows.values():
             if r["domain"] == domain: groups.setdefault((r["recipe"], r["coverage"], r["variant"]), []).append(r)
         for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-            on = RECIPES.get(recipe, {}).get("model")
+            spec = RECIPES.get(recipe, {})
+            on = spec.get("model")
             ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
-            keep = ~shown if RECIPES.get(recipe, {}).get("examples") else np.ones(len(shown), bool)  # never judged on its examples
+            keep = ~shown if spec.get("examples") else np.ones(len(shown), bool)  # never judged on its examples
             ref_base = np.array(ref_of["base"]["ndcg@10"])[keep]
             for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
-                nd = np.mean([r["scores"][kind]["ndcg@10"] for r in done], axis=0)[keep]
+                kept = lambda r, metric: np.array(r["scores"][kind][metric])[keep]  # one seed's per-query scores, judged queries
+                nd = np.mean([kept(r, "ndcg@10") for r in done], axis=0)
                 ref = np.array(ref_of[ref_name]["ndcg@10"])[keep]
                 out.append({"domain": domain, "retriever": f"fine-tuned{'' if kind == 'dense' else ' + BM25'}", "recipe": recipe,
                             **({"queries": int(keep.sum())} if not keep.all() else {}),
                             "coverage": coverage, "variant": variant, **({"base": on} if on else {}), "seeds": sorted(r["seed"] for r in done),
                             "units": done[0]["units"], "train_pairs": done[0]["train_pairs"], "train_s": [round(r["train_s"]) for r in done],
                             "ndcg@10": round(float(nd.mean()), 4),
-                            "recall@100": round(float(np.mean([np.array(r["scores"][kind]["recall@100"])[keep] for r in done])), 4),
+                            "recall@100": round(float(np.mean([kept(r, "recall@100") for r in done])), 4),
                             f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, ref_base)} if kind != "dense" else {}),
-                            "per_seed_vs_ref": [round(float(np.mean(np.array(r["scores"][kind]["ndcg@10"])[keep]) - ref.mean()), 4) for r in done]})
+                            "per_seed_vs_ref": [round(float(kept(r, "ndcg@10").mean() - ref.mean()), 4) for r in done]})
     return out
 
 
@@ -277,7 +280,7 @@ def main():
         for recipe in a.recipes.split(","):
             if m := RECIPES[recipe].get("model"): fixed(domain, d, cache, m)  # the untrained model to compare with
             for coverage in map(float, a.coverage.split(",")):
-                pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", "0.5b"))
+                pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", WRITER))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     if name in rows and (not a.wise or all(f"{name}|wise{x}" in rows for x in alphas)): continue

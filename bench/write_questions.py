@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from devsuite import covered, load_domain, style_queries
 
 OUT = Path(__file__).parent/"questions"
+WRITER = "0.5b"  # the tag of the package's own writer, Qwen2.5-Coder-0.5B
 
 
 def units(d: dict, docs: int = 0, covering: int = 0, seed: int = 0) -> list:
@@ -40,7 +41,7 @@ def units(d: dict, docs: int = 0, covering: int = 0, seed: int = 0) -> list:
 def path_of(domain: str, tag: str) -> Path: return OUT/f"{domain}-{tag}.jsonl.gz"
 
 
-def read_questions(domain: str, tag: str = "0.5b") -> dict[str, dict]:
+def read_questions(domain: str, tag: str = WRITER) -> dict[str, dict]:
     "The kept questions of a domain: {id: {'text', 'questions', 'dropped'}}."
     with gzip.open(path_of(domain, tag), "rt", encoding="utf-8") as f: return {r["id"]: r for r in map(json.loads, f)}
 
@@ -52,7 +53,7 @@ def main():
     ap.add_argument("--covering", type=int, default=0, help="the covered protocol: documents relevant to this many sampled queries and as many others")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--llm", default="local")
-    ap.add_argument("--tag", default="0.5b", help="names the writer in the file name")
+    ap.add_argument("--tag", default=WRITER, help="names the writer in the file name")
     ap.add_argument("--examples", type=int, default=0, help="the domain's style queries shown to the writer as query_examples (<= 8)")
     a = ap.parse_args()
     if not 0 <= a.examples <= 8: ap.error("--examples: between 0 and 8 (the domain's style queries)")
