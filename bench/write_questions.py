@@ -3,7 +3,7 @@ bench/questions/, so that no later measurement pays for them again.
 
     .venv/bin/python bench/write_questions.py --domains cranfield,demo      # every document (resumable: replies are cached)
     .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300  # the covered protocol
-    .venv/bin/python bench/write_questions.py --domains cranfield --llm path/to/other.gguf --tag 1.5b
+    .venv/bin/python bench/write_questions.py --domains cranfield --llm local-1.5b --tag 1.5b   # the bigger writer (make local-1.5b)
     .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8   # in the style of 8 real queries
 
 What is written about: for the BEIR domains, the first chunk (at most 1,000 characters) of each document's title and

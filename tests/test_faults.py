@@ -53,9 +53,9 @@ def tiny_model(tmp_path, monkeypatch):
     parts = [tmp_path/f"part{i}" for i in range(3)]
     for i, p in enumerate(parts): p.write_bytes(bytes([i + 1]) * 5000)
     data = b"".join(p.read_bytes() for p in parts)
-    monkeypatch.setitem(llm.GGUF_MODELS, "tiny", dict(file="tiny.gguf", size=len(data), modules=["m1", "m2", "m3"],
+    monkeypatch.setitem(llm.GGUF_MODELS, "tiny", dict(file="tiny.gguf", size=len(data), modules=["m1", "m2", "m3"], install="make tiny",
                                                       sha256=hashlib.sha256(data).hexdigest()))
-    monkeypatch.setattr(llm, "_part_paths", lambda modules: list(parts))
+    monkeypatch.setattr(llm, "_part_paths", lambda modules, install: list(parts))
     return parts, data, tmp_path/"cache"/"models"
 
 
