@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/write_questions.py --domains cranfield,demo                 # once: the questions (committed)
     .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300
-    .venv/bin/python bench/write_questions.py --domains demo --llm ~/.cache/embedtune/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --tag 1.5b
+    .venv/bin/python bench/write_questions.py --domains demo --llm local-1.5b --tag 1.5b   # the bigger writer (make local-1.5b)
     .venv/bin/python bench/quality.py --recipes default --domains cranfield,demo --seeds 0,1,2
     .venv/bin/python bench/quality.py --recipes default,gentle --domains cranfield --seeds 0 --coverage 0.1,0.25,0.5,1
     .venv/bin/python bench/quality.py --table                                          # print the table only
