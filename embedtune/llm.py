@@ -23,7 +23,7 @@ __all__ = ['SIDE_BY_SIDE', 'gguf_path', 'LocalChat', 'ReplyBatch', 'chat_prompt'
            'chat_model']
 
 # %% ../nbs/03_llm.ipynb #3ac94d82
-def _part_paths(modules, install="pip install 'embedtune[local]'"):
+def _part_paths(modules, install:str):
     "Paths of the data files inside the model's part packages."
     try: return [Path(importlib.import_module(m).get_part_path()) for m in modules]
     except ImportError as e:

@@ -150,7 +150,7 @@ def _openai_model(llm:str) -> bool: return llm not in (*LOCAL_LLMS, "auto") and 
 def _llm(v, p, env=os.environ):
     if not v.strip(): return "must name a model: 'local', 'local-1.5b', a .gguf file, 'auto', or an OpenAI model such as 'gpt-4o-mini'"
     if v in LOCAL_LLMS or v == "auto" and not env.get("OPENAI_API_KEY"):
-        spec = GGUF_MODELS[LOCAL_LLMS.get(v, "qwen2.5-coder-0.5b")]
+        spec = GGUF_MODELS[LOCAL_LLMS.get(v, LOCAL_LLMS["local"])]  # 'auto' without a key is 'local'
         missing = [m for m in ("llama_cpp", *spec["modules"]) if importlib.util.find_spec(m) is None]
         if "llama_cpp" in missing: return "a local model needs llama-cpp-python: pip install 'embedtune[local]'"
         if missing: return f"{v!r} needs the local model's packages ({len(missing)} missing, e.g. {missing[0]}): {spec['install']}"
