@@ -178,9 +178,17 @@ PAGE_JS = r"""
 
 @pytest.fixture(scope="session")
 def site():
-    "Build the site once per session with tools/build_docs.sh; the _site/ folder."
-    r = subprocess.run(["bash", "tools/build_docs.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f"tools/build_docs.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    "Build the site once per test run with tools/build_docs.sh (xdist workers take turns under a lock: one builds, the others reuse it); the _site/ folder."
+    import fcntl, hashlib
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))  # the same in every worker of one run
+    built = ROOT/"_site"/".test-run"
+    lock = Path(tempfile.gettempdir())/f"embedtune-docs-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]}.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if not (built.is_file() and built.read_text() == run):
+            r = subprocess.run(["bash", "tools/build_docs.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+            assert r.returncode == 0, f"tools/build_docs.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+            built.write_text(run)
     assert (ROOT/"_site"/"index.html").exists()
     return ROOT/"_site"
 
