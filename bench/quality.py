@@ -57,6 +57,8 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "gentle 8 examples": dict(epochs=1, lr=1e-5, writer="0.5b-ex8", examples=8),
     # three mined negatives per question, a MarginMSE row each: three times the teacher's margins to learn from (GPL trains far longer)
     "hybrid teacher 3 negatives": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, negatives=3),
+    # the questions of both writers for every unit (about 4 per unit): more and more varied questions, or the 1.5B's better ones?
+    "hybrid teacher both writers": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="0.5b+1.5b"),
 }
 WISE = (0.25, 0.5, 0.75)
 
@@ -79,7 +81,10 @@ def with_queries(d: dict, qids: list[str]) -> dict:
 def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
     "Training pairs (question, the text `writer` read) for a seeded share `coverage` of the domain's units."
     from datasets import Dataset
-    units = read_questions(domain, writer)
+    units = read_questions(domain, writer.split("+")[0])
+    for other in writer.split("+")[1:]:  # "0.5b+1.5b": each unit's questions from both writers (the same texts read)
+        for i, u in read_questions(domain, other).items():
+            if i in units: units[i] = {**units[i], "questions": list(dict.fromkeys(units[i]["questions"] + u["questions"]))}
     ids = sorted(units)
     ids = sorted(random.Random(seed).sample(ids, round(coverage * len(ids)))) if coverage < 1 else ids
     rows = [(q, units[i]["text"]) for i in ids for q in units[i]["questions"]]
