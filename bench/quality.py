@@ -224,6 +224,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: d
         for (recipe, coverage, variant), done in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
             spec = RECIPES.get(recipe, {})
             on = spec.get("model")
+            if on and on not in others: continue  # that model's untrained scores are not at hand: its rows stay as they were
             ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
             keep = ~shown if spec.get("examples") else np.ones(len(shown), bool)  # never judged on its examples
             ref_base = np.array(ref_of["base"]["ndcg@10"])[keep]
