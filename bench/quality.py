@@ -81,8 +81,9 @@ def with_queries(d: dict, qids: list[str]) -> dict:
 def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
     "Training pairs (question, the text `writer` read) for a seeded share `coverage` of the domain's units."
     from datasets import Dataset
-    units = read_questions(domain, writer.split("+")[0])
-    for other in writer.split("+")[1:]:  # "0.5b+1.5b": each unit's questions from both writers (the same texts read)
+    first, *others = writer.split("+")  # "0.5b+1.5b": each unit's questions from both writers (the same texts read)
+    units = read_questions(domain, first)
+    for other in others:
         for i, u in read_questions(domain, other).items():
             if i in units: units[i] = {**units[i], "questions": list(dict.fromkeys(units[i]["questions"] + u["questions"]))}
     ids = sorted(units)

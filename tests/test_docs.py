@@ -179,10 +179,10 @@ PAGE_JS = r"""
 @pytest.fixture(scope="session")
 def site():
     "Build the site once per test run with tools/build_docs.sh (xdist workers take turns under a lock: one builds, the others reuse it); the _site/ folder."
-    import fcntl, hashlib
+    import fcntl
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))  # the same in every worker of one run
-    built = ROOT/"_site"/".test-run"
-    lock = Path(tempfile.gettempdir())/f"embedtune-docs-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]}.lock"
+    built, lock = ROOT/"_site"/".test-run", ROOT/".pytest_cache"/"docs-build.lock"
+    lock.parent.mkdir(exist_ok=True)
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         if not (built.is_file() and built.read_text() == run):
