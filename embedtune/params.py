@@ -12,9 +12,9 @@ from pathlib import Path
 from .core import GGUF_MODELS, LOCAL_LLMS, PACKAGED_MODELS, base_model_id, load_json, part_files
 
 # %% auto #0
-__all__ = ['PIPELINE', 'RULES', 'RENAMED', 'SEED_PRESET', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce',
-           'between', 'model_problem', 'ParamError', 'convert', 'check_params', 'runs_root', 'run_name',
-           'new_run_folder', 'folder_problem', 'cell_params']
+__all__ = ['PIPELINE', 'RULES', 'RENAMED', 'PRESETS', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce', 'between',
+           'model_problem', 'ParamError', 'convert', 'check_params', 'runs_root', 'run_name', 'new_run_folder',
+           'folder_problem', 'cell_params']
 
 # %% ../nbs/09_params.ipynb #9e8610e4
 PIPELINE = Path(str(files("embedtune")/"pipelines"/"finetune.ipynb"))
@@ -235,7 +235,7 @@ def _base_models(v, p):
 
 def _teacher(v, p):
     if not v: return None
-    if p.get("guided_loss"): return "a teacher trains with MarginMSELoss, which takes no guide: leave guided_loss off, or teacher empty"
+    if p.get("guided_loss"): return f"{v!r} teaches with MarginMSELoss, which takes no guide: set teacher \"\" for guided_loss, or leave it off"
     return model_problem(v)
 
 RULES = {
@@ -259,7 +259,10 @@ RULES = {
 
 # %% ../nbs/09_params.ipynb #59c62aa7
 RENAMED = {"seed": "random_seed"}
-SEED_PRESET = {"llm": "gpt-4o-mini", "base_model": "Snowflake/snowflake-arctic-embed-l", "compare_openai": True, "ragas_mode": "online"}
+PRESETS = {  # each gives its values to the parameters left at their defaults
+    "quick": {"llm": "local", "n_questions": 4, "max_train_chunks": 50},  # the same recipe on less: a workshop's ten minutes
+    "seed": {"llm": "gpt-4o-mini", "base_model": "Snowflake/snowflake-arctic-embed-l", "compare_openai": True,
+             "ragas_mode": "online", "teacher": ""}}  # the seed notebook's online set-up (mpnet would teach a larger model)
 
 class ParamError(ValueError):
     "Parameters a run cannot start with: `problems` maps each name to what is wrong and what to change."
@@ -274,11 +277,13 @@ def _unknown(name:str, known) -> str:
     return f"is not a parameter{f'; did you mean {near[0]}?' if near else ''} (embedtune run --help lists them)"
 
 def _apply_preset(values:dict, defaults:dict) -> dict:
-    "`values` with the seed's set-up for every parameter left at its default when `preset` is 'seed'."
-    if values.get("preset") != "seed": return values
-    from embedtune.load import SEED_URLS
-    seed = {"sources": SEED_URLS, **SEED_PRESET}
-    return {**values, **{k: v for k, v in seed.items() if values.get(k, defaults[k]) == defaults[k]}}
+    "`values` with preset `values['preset']`'s set-up for every parameter left at its default."
+    name = values.get("preset")
+    preset = dict(PRESETS[name]) if isinstance(name, str) and name in PRESETS else {}  # a bad name is named by its check
+    if name == "seed":
+        from embedtune.load import SEED_URLS
+        preset["sources"] = SEED_URLS
+    return {**values, **{k: v for k, v in preset.items() if values.get(k, defaults[k]) == defaults[k]}}
 
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text", "list": "a list like [a, b]"}
 

@@ -7,7 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FILES = str(ROOT/"nbs"/"files")
 TINY = ["-y", f"sources: [{FILES}]", "-p", "chunk_size", "300", "-p", "max_train_chunks", "6", "-p", "max_eval_chunks", "2",
-        "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false"]
+        "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false",
+        "-p", "llm", "local", "-y", "teacher: ''"]  # the small writer its replies were recorded with, no teacher
 REPLIES = str(ROOT/"tests"/"replies"/"cli.jsonl")
 
 

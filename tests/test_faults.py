@@ -283,7 +283,8 @@ def test_refusals_never_become_questions(screen):
 # 7. A stalled server, a server that answers only errors, a writer that gives nothing usable: named, and the run stops
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-SMALL = dict(sources=[str(ROOT/"nbs"/"files")], chunk_size=300, max_train_chunks=4, max_eval_chunks=1, n_questions=1, llm="my-model")
+SMALL = dict(sources=[str(ROOT/"nbs"/"files")], chunk_size=300, max_train_chunks=4, max_eval_chunks=1, n_questions=1, llm="my-model",
+             teacher="")
 
 
 def _run(tmp_path, url, **kw):
@@ -360,7 +361,7 @@ def test_training_validation_is_capped_like_evaluation(tmp_path, capsys):
     for i, d in enumerate(demo_corpus()): (tmp_path/f"{i:03d}.txt").write_text(d.page_content)  # a folder without labelled queries
     with serve_openai(StubOpenAI()) as url:
         run = Run({"sources": [str(tmp_path)], "llm": "my-model", "llm_base_url": url, "split_fractions": [0.1, 0.8, 0.1],
-                   "eval_corpus_max": 100, "max_train_chunks": 4, "max_eval_chunks": 2, "n_questions": 1,
+                   "eval_corpus_max": 100, "max_train_chunks": 4, "max_eval_chunks": 2, "n_questions": 1, "teacher": "",
                    "out_dir": str(tmp_path/"run"), "cache_dir": str(tmp_path/"cache")})
         run.write_questions()
         val = run.validation()

@@ -54,7 +54,7 @@ def no_keys(monkeypatch):
     ("n_questions", 0, "must be between 1 and 20"),
     ("chunk_size", 10, "between 50 and 100000"),
     ("chunk_overlap", 800, "must be smaller than chunk_size (750)"),
-    ("questions_per_call", 6, "is more than n_questions (4)"),
+    ("questions_per_call", 6, "is more than n_questions (2)"),
     ("split_fractions", [0.8, 0.1], "three non-negative numbers"),
     ("split_fractions", [0.9, 0.1, 0.0], "train and test need a share"),
     ("query_examples", [f"q{i}" for i in range(9)], "at most 8 example queries"),
@@ -120,7 +120,7 @@ def test_labelled_queries_are_checked_line_by_line_before_the_run(tmp_path):
 def test_online_features_follow_parameters_not_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET")
     p = check_params({})  # a key in the environment turns nothing on
-    assert (p["compare_openai"], p["ragas_mode"], p["llm"]) == (False, "offline", "local")
+    assert (p["compare_openai"], p["ragas_mode"], p["llm"]) == (False, "offline", "local-1.5b")
     assert check_params({"compare_openai": True})["compare_openai"] is True
 
 
