@@ -6,9 +6,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = str(ROOT/"nbs"/"files")
+SMALL = ["-p", "llm", "local", "-y", "teacher: ''"]  # the small writer its replies were recorded with, no teacher: make install's parts
 TINY = ["-y", f"sources: [{FILES}]", "-p", "chunk_size", "300", "-p", "max_train_chunks", "6", "-p", "max_eval_chunks", "2",
-        "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false",
-        "-p", "llm", "local", "-y", "teacher: ''"]  # the small writer its replies were recorded with, no teacher
+        "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false", *SMALL]
 REPLIES = str(ROOT/"tests"/"replies"/"cli.jsonl")
 
 
@@ -36,7 +36,7 @@ def test_sweep_writes_one_table_and_names_the_failed_run(tmp_path):
 @pytest.mark.slow
 def test_failed_run_keeps_its_folder_and_says_where(tmp_path):
     (tmp_path/"notes.pdf").write_text("not a pdf")
-    r = embedtune("run", "-y", f"sources: [{tmp_path/'notes.pdf'}]", cwd=tmp_path)
+    r = embedtune("run", "-y", f"sources: [{tmp_path/'notes.pdf'}]", *SMALL, cwd=tmp_path)
     assert r.returncode != 0 and "is not a PDF file" in r.stderr and "What was done is in" in r.stderr
     [run] = (tmp_path/"runs").iterdir()
     assert (run/"params.json").exists() and (run/"finetune.ipynb").exists()
