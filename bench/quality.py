@@ -6,6 +6,7 @@
     .venv/bin/python bench/quality.py --recipes default --domains cranfield,demo --seeds 0,1,2
     .venv/bin/python bench/quality.py --recipes default,gentle --domains cranfield --seeds 0 --coverage 0.1,0.25,0.5,1
     .venv/bin/python bench/quality.py --table                                          # print the table only
+    .venv/bin/python bench/quality.py --markdown                                       # the README's tables of every recipe
 
 Protocol. Per domain (`devsuite.py`), the real queries judged: cranfield and demo all of theirs, scifact-dev and arguana
 the 300 of the covered protocol (`devsuite.covered`, seed 0: questions were written for the documents relevant to them
@@ -16,7 +17,9 @@ fine-tuned with the recipe (MultipleNegativesRankingLoss in MatryoshkaLoss, batc
 validation), once per seed. A recipe whose writer saw `examples` (the domain's style queries as query_examples) is
 judged without them, as is its reference. Every model ranks the whole corpus for each query (cosine of normalised
 vectors; arguana without the query's own id); BM25 and the hybrids (reciprocal rank fusion, c = 60, top 100 of each) as
-in bench/retrievers.py. WiSE-FT rows interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base +
+in bench/retrievers.py; equal scores (the demo and arguana hold identical texts under different ids) rank in corpus order,
+and on those two a row scored before that rule, or with other package versions than its reference, is marked
+(`other_stack_seeds`, ‡ in `--markdown`). WiSE-FT rows interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base +
 α·θ_fine-tuned, no training. nDCG@10 and Recall@100 per query; a recipe's rows average each query over its seeds;
 differences from the base (and from base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query
 scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, and a later
@@ -61,6 +64,17 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "hybrid teacher both writers": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="0.5b+1.5b"),
 }
 WISE = (0.25, 0.5, 0.75)
+STACK = ("torch", "sentence-transformers", "transformers", "bm25s", "PyStemmer")  # what decides a ranking besides the weights
+TIES = "ties=corpus-order"  # equal scores ranked in corpus order (retrievers.py): before, numpy's and bm25s's sorts chose, per CPU
+# where the untrained references moved with the tie rule (identical texts under several ids); cranfield's and scifact-dev's
+# per-query scores were the same under both rules and both installs, so a row there is compared with its reference as it was
+TIED = {"demo", "arguana"}
+
+
+def stack() -> str:
+    "The installed versions of `STACK` (BM25's tokeniser and stemmer, the encoder's numerics) and the tie rule, as one string."
+    from importlib.metadata import version
+    return " ".join([*(f"{p}=={version(p)}" for p in STACK), TIES])
 
 
 def judged(d: dict) -> list[str]:
@@ -201,7 +215,7 @@ def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
     from embedtune.train import load_model
     bm = bm25_ranking(d)["ranking"]
     base = scores_of(load_model(model), d, bm)
-    out = {"bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
+    out = {"stack": stack(), "bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
            "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
     save_rows(out, f)
     return out
@@ -240,7 +254,9 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: d
                             "ndcg@10": round(float(nd.mean()), 4),
                             "recall@100": round(float(np.mean([kept(r, "recall@100") for r in done])), 4),
                             f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, ref_base)} if kind != "dense" else {}),
-                            "per_seed_vs_ref": [round(float(kept(r, "ndcg@10").mean() - ref.mean()), 4) for r in done]})
+                            "per_seed_vs_ref": [round(float(kept(r, "ndcg@10").mean() - ref.mean()), 4) for r in done],
+                            # seeds scored with other versions than the reference (a row without a stack predates its recording)
+                            **({"other_stack_seeds": n} if domain in TIED and (n := sum(r.get("stack") != ref_of.get("stack") for r in done)) else {})})
     return out
 
 
@@ -259,6 +275,29 @@ def merged(old: list[dict], new: list[dict], old_date: str | None = None) -> lis
     return sorted(kept + new, key=lambda r: (domains.index(r["domain"]), trained(r)))
 
 
+def signed(x: float) -> str: return f"{x:+.3f}".replace("-", "−")
+
+
+def markdown(rows: list[dict], order=("cranfield", "demo", "scifact-dev", "arguana"), variants=("", "WiSE-FT α=0.5")) -> str:
+    "Every recipe (training on all units) against each domain's reference, alone and fused with BM25, as two Markdown tables."
+    ref = lambda r: r.get("vs base + BM25") or r.get("vs base")
+    cell = lambda r: "" if r is None else (f"{signed(ref(r)[0])} ({signed(ref(r)[1])} to {signed(ref(r)[2])})"
+                                          + (f", {len(r['seeds'])} seeds" if len(r["seeds"]) > 1 else "") + ("‡" if r.get("other_stack_seeds") else ""))
+    doms = [d for d in order if any(r["domain"] == d for r in rows)]
+    out = []
+    for kind, against in (("fine-tuned", "base"), ("fine-tuned + BM25", "base + BM25")):
+        got = {(r["recipe"], r["variant"], r["domain"]): r for r in rows if r["retriever"] == kind and r.get("coverage") == 1.0}
+        n = {r["domain"]: r["queries"] for r in rows if r["retriever"] == "base"}
+        out += [f"| {kind} vs {against}, nDCG@10 (one seed unless marked) | " + " | ".join(f"{d} ({n[d]})" for d in doms) + " |",
+                "|---|" + "---|" * len(doms)]
+        for recipe in RECIPES:
+            for v in variants:
+                if any((recipe, v, d) in got for d in doms):
+                    out.append(f"| {recipe}{', ' + v if v else ''} | " + " | ".join(cell(got.get((recipe, v, d))) for d in doms) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domains", default=",".join(DOMAINS))
@@ -268,9 +307,11 @@ def main():
     ap.add_argument("--wise", action="store_true", help="also the WiSE-FT interpolations of each trained model")
     ap.add_argument("--alphas", default=",".join(map(str, WISE)), help="the WiSE-FT α's")
     ap.add_argument("--table", action="store_true", help="only write the table of what is done")
+    ap.add_argument("--markdown", action="store_true", help="only print bench/results/quality.json's recipes per domain as Markdown")
     ap.add_argument("--cache", default="runs/quality", help="base scores, BM25's rankings and models (recomputable)")
     ap.add_argument("--rows", default=str(ROWS), help="the per-query scores of every trained point")
     a = ap.parse_args()
+    if a.markdown: return print(markdown(json.loads(RESULTS.read_text())["rows"]))
     if unknown := [r for r in a.recipes.split(",") if r not in RECIPES]:
         ap.error(f"unknown recipe(s) {unknown} (recipes are separated by commas): choose from {list(RECIPES)}")
     from embedtune.core import free_memory
@@ -290,10 +331,11 @@ def main():
                 pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", WRITER))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
-                    if name in rows and (not a.wise or all(f"{name}|wise{x}" in rows for x in alphas)): continue
+                    now = lambda k: k in rows and rows[k].get("stack") == stack()  # a point scored otherwise is scored again
+                    if now(name) and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
                     model, secs, used = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
                     common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
-                              "train_pairs": used, "train_s": secs}
+                              "train_pairs": used, "train_s": secs, "stack": stack()}
                     rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
                     save_rows(rows, rows_file)
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)

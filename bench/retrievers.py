@@ -51,7 +51,7 @@ def dense_ranking(model, d: dict, depth: int = 100) -> dict:
     out = {}
     for start in range(0, len(qids), 256):
         S = Q[start:start + 256] @ D.T
-        top = np.argsort(-S, axis=1)[:, :depth + 1]
+        top = np.argsort(-S, axis=1, kind="stable")[:, :depth + 1]  # equal scores (identical texts) in corpus order, on any CPU
         for row, q in enumerate(qids[start:start + 256]):
             ranked = [(dids[j], float(S[row, j])) for j in top[row] if not (d["skip_self"] and dids[j] == q)][:depth]
             out[q] = ranked
@@ -66,8 +66,9 @@ def bm25_ranking(d: dict, depth: int = 100) -> dict:
     secs = time.time() - t
     out = {}
     for q, text in d["queries"].items():
-        idx, sc = bm25._index.retrieve(bm25._tokens([text]), k=min(depth + 1, len(bm25.docs)), show_progress=False)
-        ranked = [(bm25.docs[i].metadata["id"], float(s)) for i, s in zip(idx[0], sc[0])]
+        idx, sc = bm25._index.retrieve(bm25._tokens([text]), k=len(bm25.docs), show_progress=False)  # all: ties cut nowhere
+        order = np.lexsort((idx[0], -sc[0]))[:depth + 1]  # equal scores in corpus order, whatever bm25s's top-k returns
+        ranked = [(bm25.docs[i].metadata["id"], float(s)) for i, s in zip(idx[0][order], sc[0][order])]
         out[q] = [(i, s) for i, s in ranked if not (d["skip_self"] and i == q)][:depth]
     return {"ranking": out, "index_s": round(secs, 1), "docs": len(d["corpus"])}
 
