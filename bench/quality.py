@@ -26,7 +26,7 @@ scores accumulate in bench/results/quality-rows.json.gz (committed: a finished p
 session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
 not at hand stays as it was.
 """
-import argparse, gzip, json, random, sys, time
+import argparse, functools, gzip, json, random, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ TIES = "ties=corpus-order"  # equal scores ranked in corpus order (retrievers.py
 TIED = {"demo", "arguana"}
 
 
+@functools.cache
 def stack() -> str:
     "The installed versions of `STACK` (BM25's tokeniser and stemmer, the encoder's numerics) and the tie rule, as one string."
     from importlib.metadata import version
@@ -243,6 +244,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: d
             ref_of = others[on] if on else fx  # a recipe on another model: against that model untrained
             keep = ~shown if spec.get("examples") else np.ones(len(shown), bool)  # never judged on its examples
             ref_base = np.array(ref_of["base"]["ndcg@10"])[keep]
+            other = sum(r.get("stack") != ref_of.get("stack") for r in done) if domain in TIED else 0  # seeds scored otherwise
             for kind, ref_name in (("dense", "base"), ("+ BM25", "base + BM25")):
                 kept = lambda r, metric: np.array(r["scores"][kind][metric])[keep]  # one seed's per-query scores, judged queries
                 nd = np.mean([kept(r, "ndcg@10") for r in done], axis=0)
@@ -255,8 +257,7 @@ def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: d
                             "recall@100": round(float(np.mean([kept(r, "recall@100") for r in done])), 4),
                             f"vs {ref_name}": ci(nd, ref), **({"vs base": ci(nd, ref_base)} if kind != "dense" else {}),
                             "per_seed_vs_ref": [round(float(kept(r, "ndcg@10").mean() - ref.mean()), 4) for r in done],
-                            # seeds scored with other versions than the reference (a row without a stack predates its recording)
-                            **({"other_stack_seeds": n} if domain in TIED and (n := sum(r.get("stack") != ref_of.get("stack") for r in done)) else {})})
+                            **({"other_stack_seeds": other} if other else {})})  # a row without a stack predates its recording
     return out
 
 
@@ -284,10 +285,10 @@ def markdown(rows: list[dict], order=("cranfield", "demo", "scifact-dev", "argua
     cell = lambda r: "" if r is None else (f"{signed(ref(r)[0])} ({signed(ref(r)[1])} to {signed(ref(r)[2])})"
                                           + (f", {len(r['seeds'])} seeds" if len(r["seeds"]) > 1 else "") + ("‡" if r.get("other_stack_seeds") else ""))
     doms = [d for d in order if any(r["domain"] == d for r in rows)]
+    n = {r["domain"]: r["queries"] for r in rows if r["retriever"] == "base"}
     out = []
     for kind, against in (("fine-tuned", "base"), ("fine-tuned + BM25", "base + BM25")):
         got = {(r["recipe"], r["variant"], r["domain"]): r for r in rows if r["retriever"] == kind and r.get("coverage") == 1.0}
-        n = {r["domain"]: r["queries"] for r in rows if r["retriever"] == "base"}
         out += [f"| {kind} vs {against}, nDCG@10 (one seed unless marked) | " + " | ".join(f"{d} ({n[d]})" for d in doms) + " |",
                 "|---|" + "---|" * len(doms)]
         for recipe in RECIPES:
@@ -319,6 +320,7 @@ def main():
     cache, rows_file = Path(a.cache), Path(a.rows)
     alphas = [float(x) for x in a.alphas.split(",")]
     rows = load_rows(rows_file)
+    now = lambda k: k in rows and rows[k].get("stack") == stack()  # a point scored otherwise is scored again
     fixed_of = {}
     for domain in a.domains.split(","):
         d = load_domain(domain)
@@ -331,7 +333,6 @@ def main():
                 pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", WRITER))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
-                    now = lambda k: k in rows and rows[k].get("stack") == stack()  # a point scored otherwise is scored again
                     if now(name) and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
                     model, secs, used = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
                     common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",

@@ -12,9 +12,9 @@ from pathlib import Path
 from .core import GGUF_MODELS, LOCAL_LLMS, PACKAGED_MODELS, base_model_id, load_json, part_files
 
 # %% auto #0
-__all__ = ['PIPELINE', 'RULES', 'RENAMED', 'PRESETS', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce', 'between',
-           'model_problem', 'ParamError', 'convert', 'check_params', 'runs_root', 'run_name', 'new_run_folder',
-           'folder_problem', 'cell_params']
+__all__ = ['PIPELINE', 'RULES', 'RENAMED', 'PRESETS', 'LIGHT', 'KEEP_ON_RESUME', 'pipeline_params', 'default_params', 'coerce',
+           'between', 'model_problem', 'ParamError', 'convert', 'check_params', 'runs_root', 'run_name',
+           'new_run_folder', 'folder_problem', 'cell_params']
 
 # %% ../nbs/09_params.ipynb #9e8610e4
 PIPELINE = Path(str(files("embedtune")/"pipelines"/"finetune.ipynb"))
@@ -263,6 +263,7 @@ PRESETS = {  # each gives its values to the parameters left at their defaults
     "quick": {"llm": "local", "n_questions": 4, "max_train_chunks": 50},  # the same recipe on less: a workshop's ten minutes
     "seed": {"llm": "gpt-4o-mini", "base_model": "Snowflake/snowflake-arctic-embed-l", "compare_openai": True,
              "ragas_mode": "online", "teacher": ""}}  # the seed notebook's online set-up (mpnet would teach a larger model)
+LIGHT = {"llm": "local", "teacher": ""}  # all that `make install` alone runs: the 0.5B writer, no teacher (make run adds the default's parts)
 
 class ParamError(ValueError):
     "Parameters a run cannot start with: `problems` maps each name to what is wrong and what to change."

@@ -3,10 +3,11 @@ replayed (see tests/test_pipeline.py). Each starts a kernel per run, so these ar
 import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest
+from embedtune.params import LIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = str(ROOT/"nbs"/"files")
-SMALL = ["-p", "llm", "local", "-y", "teacher: ''"]  # the small writer its replies were recorded with, no teacher: make install's parts
+SMALL = ["-y", json.dumps(LIGHT)]  # the small writer its replies were recorded with, no teacher: make install's parts
 TINY = ["-y", f"sources: [{FILES}]", "-p", "chunk_size", "300", "-p", "max_train_chunks", "6", "-p", "max_eval_chunks", "2",
         "-p", "n_questions", "2", "-p", "batch_size", "4", "-p", "eval_corpus", "split", "-p", "rag", "false", *SMALL]
 REPLIES = str(ROOT/"tests"/"replies"/"cli.jsonl")

@@ -5,6 +5,7 @@ import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 from stubs import StubOpenAI, serve_openai
+from embedtune.params import LIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLIES = str(ROOT/"tests"/"replies"/"pipeline.jsonl")
@@ -32,7 +33,7 @@ REAL = [("how much memory does a laptop need for a seven billion parameter model
         ("duplicate passages in a batch become false negatives", "sample.txt")]
 TINY = dict(sources=[str(ROOT/"nbs"/"files")], chunk_size=300, max_train_chunks=8, max_eval_chunks=2, n_questions=2, epochs=1,
             batch_size=4, eval_corpus="split", rag_k=2, rag_questions=2, vibe_questions=VIBE,
-            llm="local", teacher="")  # the small writer its replies were recorded with; no teacher but where a test asks
+            **LIGHT)  # the small writer its replies were recorded with; no teacher but where a test asks
 
 
 def write_queries(path, rows):

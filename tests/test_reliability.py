@@ -4,17 +4,16 @@ import json, os, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 from embedtune.core import base_model_path
-from embedtune.params import ParamError, check_params, new_run_folder
+from embedtune.params import LIGHT, ParamError, check_params, new_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = str(ROOT/"nbs"/"files")
 MODEL = base_model_path()
-SMALL = {"llm": "local", "teacher": ""}  # what `make install` alone provides (make run adds the default writer's and teacher's parts)
 
 
 def problems(**values) -> dict:
-    "What check_params says of `values`, on the small writer without a teacher unless they name others (an empty dict when fine)."
-    try: check_params({**SMALL, **values})
+    "What check_params says of `values`, on what `make install` alone runs (LIGHT) unless they name others (an empty dict when fine)."
+    try: check_params({**LIGHT, **values})
     except ParamError as e: return e.problems
     return {}
 
@@ -120,9 +119,9 @@ def test_labelled_queries_are_checked_line_by_line_before_the_run(tmp_path):
 
 def test_online_features_follow_parameters_not_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET")
-    p = check_params(SMALL)  # a key in the environment turns nothing on
+    p = check_params(LIGHT)  # a key in the environment turns nothing on
     assert (p["compare_openai"], p["ragas_mode"]) == (False, "offline")
-    assert check_params({**SMALL, "compare_openai": True})["compare_openai"] is True
+    assert check_params({**LIGHT, "compare_openai": True})["compare_openai"] is True
 
 
 # The run's folder: never reused
@@ -136,7 +135,7 @@ def test_two_runs_in_the_same_second_get_two_folders(tmp_path):
 
 def test_an_earlier_run_is_never_overwritten(tmp_path):
     run = tmp_path/"run"
-    run.mkdir(); (run/"params.json").write_text(json.dumps(check_params({**SMALL, "epochs": 2})))
+    run.mkdir(); (run/"params.json").write_text(json.dumps(check_params({**LIGHT, "epochs": 2})))
     assert "holds an earlier run" in problems(out_dir=str(run))["out_dir"]
     assert problems(out_dir=str(run), epochs=2, resume=True) == {}  # an explicit resume of the same run
     assert "other values for epochs" in problems(out_dir=str(run), epochs=3, resume=True)["out_dir"]
