@@ -16,13 +16,14 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from .core import base_model_path, encode_missing, progress
+from .chunk import _norm
 
 # %% auto #0
 __all__ = ['DEMO_QUERIES', 'hf_embeddings', 'openai_embeddings', 'MatryoshkaEmbeddings', 'rank_metrics', 'paired_ci',
            'corpus_documents', 'faiss_store', 'ScoredRetriever', 'DenseRetriever', 'BM25Retriever', 'rrf_scores', 'rrf',
            'FusedRetriever', 'make_retriever', 'query_metrics', 'retrieval_metrics', 'compare_retrievers', 'mean_ci',
            'plot_retrievers', 'search_corpus', 'without_fine_tuning', 'retriever_parts', 'verdict', 'query_lines',
-           'holding', 'read_eval_queries']
+           'holding', 'read_eval_queries', 'fold_twins']
 
 # %% ../nbs/06_evaluate.ipynb #2591aa5c
 def hf_embeddings(model:str|None=None, batch_size:int=32, device:str|None=None, max_seq_length:int|None=None):
@@ -330,7 +331,6 @@ def query_lines(path, min_queries:int=20) -> list[tuple[int, str, list[str], str
         raise ValueError(f"{path} has {len(rows)} labelled queries; write at least {min_queries}, or a difference cannot be told from noise.")
     return rows
 
-def _norm(text:str) -> str: return " ".join(text.lower().split())
 
 def _joined(a:str, b:str) -> str:
     "Two neighbouring chunks (normalised) as one text, the words they share (the splitter's overlap) once."
@@ -363,3 +363,14 @@ def read_eval_queries(path, chunks:list[Document], min_queries:int=20) -> dict:
         if not ids: raise ValueError(f"{path}, line {n}: the passage {passage!r} is in none of the chunks of {rel}: fix the phrase or leave it out.")
         questions[f"real-{n}"], relevant[f"real-{n}"] = query, list(dict.fromkeys(ids))
     return {"questions": questions, "relevant_contexts": relevant, "corpus": {c.metadata["id"]: c.page_content for c in chunks}}
+
+# %% ../nbs/06_evaluate.ipynb #3821a9f3
+def fold_twins(ds:dict, kept:list[Document]) -> dict:
+    "`ds`, read over every chunk, over the `kept` ones: a relevant chunk that `dedupe` dropped counts through its kept twin."
+    twin = {}
+    for c in _with_ids(kept): twin.setdefault(_norm(c.page_content), c.metadata["id"])
+    if lost := [i for ids in ds["relevant_contexts"].values() for i in ids if _norm(ds["corpus"][i]) not in twin]:
+        raise ValueError(f"{len(lost)} relevant chunk(s), e.g. {lost[0]!r}, have no twin among the kept chunks: pass the chunks "
+                         "the queries were read over, after de-duplication.")
+    rel = {q: list(dict.fromkeys(twin[_norm(ds["corpus"][i])] for i in ids)) for q, ids in ds["relevant_contexts"].items()}
+    return {**ds, "relevant_contexts": rel, "corpus": {c.metadata["id"]: c.page_content for c in kept}}

@@ -20,7 +20,7 @@ from .dataset import dataset_summary, make_datasets, one_per_chunk, write_datase
 from .distill import teacher_margins
 from .train import fine_tune, load_model, push_model, training_pairs
 from .evaluate import (DEMO_QUERIES, MatryoshkaEmbeddings, compare_retrievers, hf_embeddings, make_retriever,
-                                openai_embeddings, plot_retrievers, read_eval_queries, retriever_parts, search_corpus, verdict)
+                                fold_twins, openai_embeddings, plot_retrievers, read_eval_queries, retriever_parts, search_corpus, verdict)
 from .retriever import load_retriever, save_retriever
 from .rag import DEMO_VIBE_QUESTIONS, SEED_VIBE_QUESTIONS, rag_chain, vibe_check
 from .ragas import compare_chains, generate_testset, online_metrics, openai_judge, plot_comparison, testset_from_dataset
@@ -101,7 +101,7 @@ def chunk(self:Run) -> dict:
         self.splits = split_chunks(chunks, tuple(p["split_fractions"]), seed=p["random_seed"], method=p["split_method"])
         self.everything = [c for part in self.splits.values() for c in part]
         queries = p["eval_queries"] or ("" if p["sources"] else str(DEMO_QUERIES))
-        self.real = read_eval_queries(queries, self.everything) if queries else None
+        self.real = fold_twins(read_eval_queries(queries, chunks), self.everything) if queries else None  # labels survive the de-duplication
         self.metrics["chunking"] = {"chunk_size": size, "unit": "tokens" if tokenizer else "characters"}
     self._say(f"{len(self.docs)} documents → {len(chunks)} chunks of at most {size} {self.metrics['chunking']['unit']} → "
               + ", ".join(f"{k}: {len(v)}" for k, v in self.splits.items())
