@@ -22,8 +22,8 @@ and on those two a row scored before that rule, or with other package versions t
 (`other_stack_seeds`, ‡ in `--markdown`). WiSE-FT rows interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base +
 α·θ_fine-tuned, no training. nDCG@10 and Recall@100 per query; a recipe's rows average each query over its seeds;
 differences from the base (and from base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query
-scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, and a later
-session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
+scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, a point stopped after
+its fine-tuned model was scored scores only its WiSE-FT rows from the model saved in runs/, and a later session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
 not at hand stays as it was.
 """
 import argparse, functools, gzip, json, random, sys, time
@@ -334,15 +334,19 @@ def main():
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     if now(name) and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
-                    model, secs, used = train(pairs, recipe, seed, cache/"models"/name.replace("|", "_"))
-                    common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
-                              "train_pairs": used, "train_s": secs, "stack": stack()}
-                    rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
-                    save_rows(rows, rows_file)
+                    out = cache/"models"/name.replace("|", "_")
+                    if now(name) and "lora" not in RECIPES[recipe] and (out/"model.safetensors").exists():  # stopped after scoring it:
+                        model, common = load_model(str(out)), {k: v for k, v in rows[name].items() if k not in ("variant", "scores")}
+                    else:  # (a LoRA folder holds the adapter alone: trained again)
+                        model, secs, used = train(pairs, recipe, seed, out)
+                        common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
+                                  "train_pairs": used, "train_s": secs, "stack": stack()}
+                        rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
+                        save_rows(rows, rows_file)
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
                     if a.wise:
                         base = load_model(RECIPES[recipe].get("model"))
-                        for alpha in alphas:
+                        for alpha in (x for x in alphas if not now(f"{name}|wise{x}")):
                             rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
                                                            "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
                             save_rows(rows, rows_file)
