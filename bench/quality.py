@@ -22,8 +22,9 @@ and on those two a row scored before that rule, or with other package versions t
 (`other_stack_seeds`, ‡ in `--markdown`). WiSE-FT rows interpolate the weights of the base and the fine-tuned model, θ = (1 - α)·θ_base +
 α·θ_fine-tuned, no training. nDCG@10 and Recall@100 per query; a recipe's rows average each query over its seeds;
 differences from the base (and from base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query
-scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, a point stopped after
-its fine-tuned model was scored scores only its WiSE-FT rows from the model saved in runs/, and a later session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
+scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, a point stopped
+after its fine-tuned model was scored scores only its WiSE-FT rows, from the model saved in runs/, and a later
+session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
 not at hand stays as it was.
 """
 import argparse, functools, gzip, json, random, sys, time
@@ -333,9 +334,9 @@ def main():
                 pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", WRITER))
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
-                    if now(name) and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
-                    out = cache/"models"/name.replace("|", "_")
-                    if now(name) and "lora" not in RECIPES[recipe] and (out/"model.safetensors").exists():  # stopped after scoring it:
+                    scored, out = now(name), cache/"models"/name.replace("|", "_")
+                    if scored and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
+                    if scored and "lora" not in RECIPES[recipe] and (out/"model.safetensors").exists():  # stopped after scoring it:
                         model, common = load_model(str(out)), {k: v for k, v in rows[name].items() if k not in ("variant", "scores")}
                     else:  # (a LoRA folder holds the adapter alone: trained again)
                         model, secs, used = train(pairs, recipe, seed, out)
