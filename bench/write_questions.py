@@ -63,6 +63,7 @@ def main():
     OUT.mkdir(exist_ok=True)
     summary_file = OUT/"writing.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    old = dict(summary)
     for domain in a.domains.split(","):
         d = load_domain(domain)
         us = units(d, a.docs, a.covering)
@@ -84,6 +85,8 @@ def main():
                                         "failed_units": len(w.failures), "replies_written_now": w.n_replies, "cached": w.n_cached,
                                         "seconds": round(secs), "date": time.strftime("%Y-%m-%d"), "llm": a.llm}
         if w.n_replies: summary[f"{domain}-{a.tag}"]["s_per_question"] = round(secs / w.n_replies, 2)
+        elif (before := old.get(f"{domain}-{a.tag}", {})).get("replies_written_now"):  # screened again from the cache: keep what writing cost
+            summary[f"{domain}-{a.tag}"].update({k: before[k] for k in ("replies_written_now", "cached", "seconds", "date", "s_per_question") if k in before})
         summary_file.write_text(json.dumps(summary, indent=1) + "\n")
         print(domain, summary[f"{domain}-{a.tag}"], flush=True)
 

@@ -60,8 +60,12 @@ def _scripts(s:str) -> set[str]:
 
 def _words(q:str) -> list[str]: return re.findall(r"\w+", q.lower())
 
-def question_issue(q:str, context:str="", seen:list|None=None, max_words:int=40) -> str|None:
-    "Why question `q` about `context` cannot stand alone ('refusal', 'meta', 'deictic', 'script', 'too_short', 'too_long', 'duplicate'), or None."
+def _near(a:list[str], b:list[str]) -> bool:
+    "True if word lists `a` and `b` are the same words or nearly (word-set Jaccard >= 0.8)."
+    return a == b or len(set(a) & set(b)) >= 0.8 * len(set(a) | set(b))
+
+def question_issue(q:str, context:str="", seen:list|None=None, max_words:int=40, examples:list[str]=()) -> str|None:
+    "Why question `q` about `context` cannot stand alone ('refusal', 'meta', 'deictic', 'script', 'too_short', 'too_long', 'example', 'duplicate'), or None."
     if is_refusal(q): return "refusal"
     if META.search(q): return "meta"
     if DEICTIC.search(q): return "deictic"
@@ -69,9 +73,8 @@ def question_issue(q:str, context:str="", seen:list|None=None, max_words:int=40)
     words = _words(q)
     if len(words) < 3: return "too_short"
     if len(words) > max_words: return "too_long"
-    bag = set(words)
-    for other in seen or []:
-        if words == other or len(bag & set(other)) >= 0.8 * len(bag | set(other)): return "duplicate"
+    if any(_near(words, _words(e)) for e in examples): return "example"
+    if any(_near(words, other) for other in seen or []): return "duplicate"
     if seen is not None: seen.append(words)
     return None
 
@@ -89,15 +92,15 @@ class Screened:
         n = sum(map(len, self.kept.values()))
         return f"Screened({n} kept, {len(self.dropped)} dropped {self.counts}, {self.repaired} repaired)"
 
-def filter_questions(questions:dict[str, list[str]], corpus:dict[str, str], max_words:int=40) -> Screened:
-    "Repair and check `questions` (chunk id → questions) against their chunks' text in `corpus`."
+def filter_questions(questions:dict[str, list[str]], corpus:dict[str, str], max_words:int=40, examples:list[str]=()) -> Screened:
+    "Repair and check `questions` (chunk id → questions) against their chunks' text in `corpus` and the writer's `examples`."
     out = Screened()
     for cid, qs in questions.items():
         seen, kept = [], []
         for q in qs:
             fixed = strip_reference(q)
             out.repaired += fixed != q.strip()
-            if reason := question_issue(fixed, corpus.get(cid, ""), seen, max_words): out.dropped.append((cid, q, reason))
+            if reason := question_issue(fixed, corpus.get(cid, ""), seen, max_words, examples): out.dropped.append((cid, q, reason))
             else: kept.append(fixed)
         if kept: out.kept[cid] = kept
     return out

@@ -319,7 +319,7 @@ async def agenerate_questions(chunks:list[Document], llm, n_questions:int=4, per
     res.seconds = time.time() - t
     order = {c.metadata["id"]: i for i, c in enumerate(chunks)}
     res.questions = dict(sorted(res.questions.items(), key=lambda kv: order[kv[0]]))
-    if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4)
+    if screen: res.screened = filter_questions(res.questions, {c.metadata["id"]: c.page_content for c in chunks}, query_length(examples) // 4, _queries(examples))
     if res.refused: warnings.warn(f"{len(res.refused)} refusal(s) dropped, e.g. {res.refused[0][1]!r}; see `.refused`.")
     if res.failures: warnings.warn(f"{len(res.failures)} of {len(chunks)} chunk(s) gave no question (replies empty, unparseable "
                                    "or refusals); see `.failures`.")
