@@ -5,6 +5,7 @@ bench/questions/, so that no later measurement pays for them again.
     .venv/bin/python bench/write_questions.py --domains scifact-dev,arguana --covering 300  # the covered protocol
     .venv/bin/python bench/write_questions.py --domains cranfield --llm local-1.5b --tag 1.5b   # the bigger writer (make local-1.5b)
     .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8   # in the style of 8 real queries
+    .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8 --rescreen   # stored ones, filter changed
 
 What is written about: for the BEIR domains, the first chunk (at most 1,000 characters) of each document's title and
 text, the part MiniLM reads; for the demo corpus, every chunk as the pipeline cuts it by default (750 characters,
@@ -15,6 +16,7 @@ what the writer read, "questions": kept, "dropped": [[question, reason], ...]}; 
 counts and seconds per question.
 """
 import argparse, gzip, json, random, sys, time
+from collections import Counter
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from devsuite import covered, load_domain, style_queries
@@ -46,6 +48,22 @@ def read_questions(domain: str, tag: str = WRITER) -> dict[str, dict]:
     with gzip.open(path_of(domain, tag), "rt", encoding="utf-8") as f: return {r["id"]: r for r in map(json.loads, f)}
 
 
+def rescreen(domain: str, tag: str, examples: list[str]) -> dict:
+    "Check the kept questions stored for `domain` again with the package's filter (one written before a reason was added); returns the counts dropped now."
+    from embedtune.filter import question_issue
+    from embedtune.questions import query_length
+    rows, now = list(read_questions(domain, tag).values()), Counter()
+    for r in rows:
+        seen, kept = [], []
+        for q in r["questions"]:
+            if reason := question_issue(q, r["text"], seen, query_length(examples) // 4, examples): r["dropped"].append([q, reason]); now[reason] += 1
+            else: kept.append(q)
+        r["questions"] = kept
+    with gzip.open(path_of(domain, tag), "wt", encoding="utf-8") as f:
+        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return dict(now)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domains", default="cranfield,demo")
@@ -55,11 +73,12 @@ def main():
     ap.add_argument("--llm", default="local")
     ap.add_argument("--tag", default=WRITER, help="names the writer in the file name")
     ap.add_argument("--examples", type=int, default=0, help="the domain's style queries shown to the writer as query_examples (<= 8)")
+    ap.add_argument("--rescreen", action="store_true", help="no writing: the stored questions checked again with the package's filter")
     a = ap.parse_args()
     if not 0 <= a.examples <= 8: ap.error("--examples: between 0 and 8 (the domain's style queries)")
     from embedtune.llm import chat_model
     from embedtune.questions import generate_questions
-    llm = chat_model(a.llm)
+    llm = None if a.rescreen else chat_model(a.llm)
     OUT.mkdir(exist_ok=True)
     summary_file = OUT/"writing.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
@@ -68,6 +87,13 @@ def main():
         d = load_domain(domain)
         us = units(d, a.docs, a.covering)
         examples = [d["queries"][q] for q in style_queries(d)[:a.examples]]
+        if a.rescreen:
+            got, now = summary[f"{domain}-{a.tag}"], rescreen(domain, a.tag, examples)
+            got["kept"] -= sum(now.values())
+            got["dropped"] = dict(sorted((Counter(got["dropped"]) + Counter(now)).items(), key=lambda kv: -kv[1]))
+            summary_file.write_text(json.dumps(summary, indent=1) + "\n")
+            print(domain, "dropped now", now, got, flush=True)
+            continue
         t = time.time()
         w = generate_questions(us, llm, a.n, examples=examples or None)
         secs = time.time() - t
