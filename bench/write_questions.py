@@ -48,20 +48,21 @@ def read_questions(domain: str, tag: str = WRITER) -> dict[str, dict]:
     with gzip.open(path_of(domain, tag), "rt", encoding="utf-8") as f: return {r["id"]: r for r in map(json.loads, f)}
 
 
-def rescreen(domain: str, tag: str, examples: list[str]) -> dict:
-    "Check the kept questions stored for `domain` again with the package's filter (one written before a reason was added); returns the counts dropped now."
-    from embedtune.filter import question_issue
-    from embedtune.questions import query_length
-    rows, now = list(read_questions(domain, tag).values()), Counter()
-    for r in rows:
-        seen, kept = [], []
-        for q in r["questions"]:
-            if reason := question_issue(q, r["text"], seen, query_length(examples) // 4, examples): r["dropped"].append([q, reason]); now[reason] += 1
-            else: kept.append(q)
-        r["questions"] = kept
+def write_rows(domain: str, tag: str, rows) -> None:
     with gzip.open(path_of(domain, tag), "wt", encoding="utf-8") as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return dict(now)
+
+
+def rescreen(domain: str, tag: str, examples: list[str]) -> dict:
+    "Check the kept questions stored for `domain` again with the package's filter (one written before a reason was added); returns the counts dropped now."
+    from embedtune.filter import filter_questions
+    from embedtune.questions import query_length
+    rows = read_questions(domain, tag)
+    s = filter_questions({i: r["questions"] for i, r in rows.items()}, {i: r["text"] for i, r in rows.items()}, query_length(examples) // 4, examples)
+    for i, r in rows.items(): r["questions"] = s.kept.get(i, [])
+    for i, q, reason in s.dropped: rows[i]["dropped"].append([q, reason])
+    write_rows(domain, tag, rows.values())
+    return s.counts
 
 
 def main():
@@ -82,7 +83,6 @@ def main():
     OUT.mkdir(exist_ok=True)
     summary_file = OUT/"writing.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    old = dict(summary)
     for domain in a.domains.split(","):
         d = load_domain(domain)
         us = units(d, a.docs, a.covering)
@@ -99,19 +99,16 @@ def main():
         secs = time.time() - t
         dropped = {}
         for cid, q, reason in w.screened.dropped: dropped.setdefault(cid, []).append([q, reason])
-        with gzip.open(path_of(domain, a.tag), "wt", encoding="utf-8") as f:
-            for u in us:
-                i = u.metadata["id"]
-                f.write(json.dumps({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])},
-                                   ensure_ascii=False) + "\n")
-        written = sum(map(len, w.questions.values()))
+        write_rows(domain, a.tag, ({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])}
+                                   for u in us for i in [u.metadata["id"]]))
+        written, before = sum(map(len, w.questions.values())), summary.get(f"{domain}-{a.tag}", {})
         summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n,
                                         "examples": len(examples), "written": written,
                                         "kept": sum(map(len, w.kept.values())), "dropped": w.screened.counts,
                                         "failed_units": len(w.failures), "replies_written_now": w.n_replies, "cached": w.n_cached,
                                         "seconds": round(secs), "date": time.strftime("%Y-%m-%d"), "llm": a.llm}
         if w.n_replies: summary[f"{domain}-{a.tag}"]["s_per_question"] = round(secs / w.n_replies, 2)
-        elif (before := old.get(f"{domain}-{a.tag}", {})).get("replies_written_now"):  # screened again from the cache: keep what writing cost
+        elif before.get("replies_written_now"):  # screened again from the cache: keep what writing cost
             summary[f"{domain}-{a.tag}"].update({k: before[k] for k in ("replies_written_now", "cached", "seconds", "date", "s_per_question") if k in before})
         summary_file.write_text(json.dumps(summary, indent=1) + "\n")
         print(domain, summary[f"{domain}-{a.tag}"], flush=True)
