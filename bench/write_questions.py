@@ -49,6 +49,7 @@ def read_questions(domain: str, tag: str = WRITER) -> dict[str, dict]:
 
 
 def write_rows(domain: str, tag: str, rows) -> None:
+    "Store `rows` (dicts of id, text, questions, dropped) as `domain`'s questions under `tag`, one JSON line each."
     with gzip.open(path_of(domain, tag), "wt", encoding="utf-8") as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
@@ -99,8 +100,9 @@ def main():
         secs = time.time() - t
         dropped = {}
         for cid, q, reason in w.screened.dropped: dropped.setdefault(cid, []).append([q, reason])
+        ids = [u.metadata["id"] for u in us]
         write_rows(domain, a.tag, ({"id": i, "text": u.page_content, "questions": w.kept.get(i, []), "dropped": dropped.get(i, [])}
-                                   for u in us for i in [u.metadata["id"]]))
+                                   for i, u in zip(ids, us)))
         written, before = sum(map(len, w.questions.values())), summary.get(f"{domain}-{a.tag}", {})
         summary[f"{domain}-{a.tag}"] = {"units": len(us), "covering": a.covering, "docs": a.docs, "questions_per_unit": a.n,
                                         "examples": len(examples), "written": written,
