@@ -6,6 +6,7 @@ bench/questions/, so that no later measurement pays for them again.
     .venv/bin/python bench/write_questions.py --domains cranfield --llm local-1.5b --tag 1.5b   # the bigger writer (make local-1.5b)
     .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8   # in the style of 8 real queries
     .venv/bin/python bench/write_questions.py --domains demo --examples 8 --tag 0.5b-ex8 --rescreen   # stored ones, filter changed
+    .venv/bin/python bench/write_questions.py --domains cranfield --examples 8 --tag 0.5b-ex8 --carry 50   # over several sessions
 
 What is written about: for the BEIR domains, the first chunk (at most 1,000 characters) of each document's title and
 text, the part MiniLM reads; for the demo corpus, every chunk as the pipeline cuts it by default (750 characters,
@@ -13,7 +14,9 @@ de-duplicated). `--n` questions per unit with the pipeline's defaults (one quest
 `--examples k`, the first k of the domain's 8 style queries (`devsuite.style_queries`, never judged then) are the
 writer's `query_examples`. Each line of bench/questions/<domain>-<tag>.jsonl.gz is {"id": document or chunk id, "text":
 what the writer read, "questions": kept, "dropped": [[question, reason], ...]}; bench/questions/writing.json has the
-counts and seconds per question.
+counts and seconds per question. A writing longer than a session (whose cache does not outlive it) takes `--carry k`:
+every k units its replies so far go to bench/questions/<domain>-<tag>.replies.jsonl.gz (commit it), from which the next
+session's run starts; the file is removed once the questions are written.
 """
 import argparse, gzip, json, random, sys, time
 from collections import Counter
@@ -54,6 +57,30 @@ def write_rows(domain: str, tag: str, rows) -> None:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def carried(domain: str, tag: str) -> Path: return OUT/f"{domain}-{tag}.replies.jsonl.gz"
+
+
+def carry_cache(domain: str, tag: str, work: Path = Path("runs/carry")):
+    "A reply cache of its own for `domain`'s writing under `tag`, holding the replies carried over from an earlier session."
+    from embedtune.questions import QuestionCache
+    work.mkdir(parents=True, exist_ok=True)
+    cache = QuestionCache(work/f"{domain}-{tag}.sqlite")
+    if carried(domain, tag).exists():
+        with gzip.open(carried(domain, tag), "rt", encoding="utf-8") as f:
+            for r in map(json.loads, f): cache.put(r["key"], r["model"], r["reply"])
+    return cache
+
+
+def save_carry(cache, domain: str, tag: str) -> int:
+    "Store every reply in `cache` as `domain`'s carried replies (written aside, then renamed: a stop midway loses nothing); returns their count."
+    rows = cache.db.execute("SELECT key, model, reply FROM replies ORDER BY key").fetchall()
+    part = carried(domain, tag).with_suffix(".part")
+    with gzip.open(part, "wt", encoding="utf-8") as f:
+        for k, m, r in rows: f.write(json.dumps({"key": k, "model": m, "reply": r}, ensure_ascii=False) + "\n")
+    part.replace(carried(domain, tag))
+    return len(rows)
+
+
 def rescreen(domain: str, tag: str, examples: list[str]) -> dict:
     "Check the kept questions stored for `domain` again with the package's filter (one written before a reason was added); returns the counts dropped now."
     from embedtune.filter import filter_questions
@@ -76,6 +103,7 @@ def main():
     ap.add_argument("--tag", default=WRITER, help="names the writer in the file name")
     ap.add_argument("--examples", type=int, default=0, help="the domain's style queries shown to the writer as query_examples (<= 8)")
     ap.add_argument("--rescreen", action="store_true", help="no writing: the stored questions checked again with the package's filter")
+    ap.add_argument("--carry", type=int, default=0, help="every this many units, keep the replies so far under bench/questions/ for a later session")
     a = ap.parse_args()
     if not 0 <= a.examples <= 8: ap.error("--examples: between 0 and 8 (the domain's style queries)")
     from embedtune.llm import chat_model
@@ -95,9 +123,13 @@ def main():
             summary_file.write_text(json.dumps(summary, indent=1) + "\n")
             print(domain, "dropped now", now, got, flush=True)
             continue
-        t = time.time()
-        w = generate_questions(us, llm, a.n, examples=examples or None)
-        secs = time.time() - t
+        t, fresh, cache = time.time(), 0, carry_cache(domain, a.tag) if a.carry else None
+        for i in range(0, len(us), a.carry) if a.carry else ():  # the replies, part by part, each part kept
+            fresh += generate_questions(us[i:i + a.carry], llm, a.n, examples=examples or None, cache=cache, screen=False).n_replies
+            print(f"{domain}: replies for {min(i + a.carry, len(us))} of {len(us)} units, {save_carry(cache, domain, a.tag)} kept in {carried(domain, a.tag)}", flush=True)
+        w = generate_questions(us, llm, a.n, examples=examples or None, cache=cache)
+        secs, fresh = time.time() - t, fresh + w.n_replies
+        w.n_cached, w.n_replies = w.n_cached + w.n_replies - fresh, fresh  # as one writing: replies carried over count as cached
         dropped = {}
         for cid, q, reason in w.screened.dropped: dropped.setdefault(cid, []).append([q, reason])
         ids = [u.metadata["id"] for u in us]
@@ -113,6 +145,7 @@ def main():
         elif before.get("replies_written_now"):  # screened again from the cache: keep what writing cost
             summary[f"{domain}-{a.tag}"].update({k: before[k] for k in ("replies_written_now", "cached", "seconds", "date", "s_per_question") if k in before})
         summary_file.write_text(json.dumps(summary, indent=1) + "\n")
+        if a.carry: carried(domain, a.tag).unlink(missing_ok=True)  # the questions are kept: their replies need not be
         print(domain, summary[f"{domain}-{a.tag}"], flush=True)
 
 
