@@ -27,7 +27,7 @@ after its fine-tuned model was scored scores only its WiSE-FT rows, from the mod
 session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
 not at hand stays as it was.
 """
-import argparse, functools, gzip, json, random, sys, time
+import argparse, functools, gzip, json, random, re, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -65,6 +65,8 @@ RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N t
     "hybrid teacher both writers": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="0.5b+1.5b"),
     # the default with the training change that gained most alone (freeze 3: never below base on arguana and cranfield)
     "freeze 3 hybrid teacher 1.5b": dict(epochs=1, lr=2e-5, teacher="mpnet", lexical=True, writer="1.5b", freeze=3),
+    # gentle 8 examples without the questions that restate their own passage (`restates`): a candidate reason for the filter
+    "gentle 8 examples no restatements": dict(epochs=1, lr=1e-5, writer="0.5b-ex8", examples=8, restating=False),
 }
 WISE = (0.25, 0.5, 0.75)
 STACK = ("torch", "sentence-transformers", "transformers", "bm25s", "PyStemmer")  # what decides a ranking besides the weights
@@ -110,6 +112,12 @@ def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
     return Dataset.from_dict({"anchor": [q for q, _ in rows], "positive": [p for _, p in rows]}), len(ids), len(units)
 
 
+def restates(question: str, passage: str) -> bool:
+    "Is `question` its own passage again, or most of it: at least 90 % of its words from the passage, covering half of the passage's words or more?"
+    q, p = re.findall(r"\w+", question.lower()), set(re.findall(r"\w+", passage.lower()))
+    return bool(q) and sum(w in p for w in q) >= 0.9 * len(q) and len(set(q) & p) >= 0.5 * len(p)
+
+
 def margins(pairs, teacher: str, seed: int, lexical: bool = False, negatives: int = 1):
     "`pairs` with `negatives` each (MiniLM's ranks 10-50 among the positives, a row each) and the teacher's margin as label (`lexical`: averaged with BM25's)."
     from embedtune.distill import teacher_margins
@@ -133,7 +141,7 @@ def train(pairs, recipe: str, seed: int, out: Path):
     "all-MiniLM-L6-v2 (or the recipe's model) fine-tuned on `pairs` with `recipe` and `seed`; returns the model, seconds and the pairs trained on."
     from embedtune.train import fine_tune, load_model
     spec = dict(RECIPES[recipe])
-    for k in ("writer", "examples"): spec.pop(k, None)  # what the recipe trains on and is judged on, not how
+    for k in ("writer", "examples", "restating"): spec.pop(k, None)  # what the recipe trains on and is judged on, not how
     model = load_model(spec.pop("model", None))
     if n := spec.pop("freeze", 0):
         auto = model[0].auto_model
@@ -334,6 +342,9 @@ def main():
             if m := RECIPES[recipe].get("model"): fixed(domain, d, cache, m)  # the untrained model to compare with
             for coverage in map(float, a.coverage.split(",")):
                 pairs, units, of = pairs_for(domain, coverage, RECIPES[recipe].get("writer", WRITER))
+                if RECIPES[recipe].get("restating") is False:
+                    n, pairs = len(pairs), pairs.filter(lambda r: not restates(r["anchor"], r["positive"]))
+                    print(f"{domain}: {n - len(pairs)} of {n} questions restate their passage, left out", flush=True)
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
                     scored, out = now(name), cache/"models"/name.replace("|", "_")
