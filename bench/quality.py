@@ -27,7 +27,7 @@ after its fine-tuned model was scored scores only its WiSE-FT rows, from the mod
 session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
 not at hand stays as it was.
 """
-import argparse, functools, gzip, json, random, re, sys, time
+import argparse, functools, gzip, json, random, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -114,7 +114,8 @@ def pairs_for(domain: str, coverage: float, writer: str, seed: int = 0):
 
 def restates(question: str, passage: str) -> bool:
     "Is `question` its own passage again, or most of it: at least 90 % of its words from the passage, covering half of the passage's words or more?"
-    q, p = re.findall(r"\w+", question.lower()), set(re.findall(r"\w+", passage.lower()))
+    from embedtune.filter import _words  # the filter's own words: the rule is a candidate reason for it
+    q, p = _words(question), set(_words(passage))
     return bool(q) and sum(w in p for w in q) >= 0.9 * len(q) and len(set(q) & p) >= 0.5 * len(p)
 
 
