@@ -23,9 +23,10 @@ and on those two a row scored before that rule, or with other package versions t
 α·θ_fine-tuned, no training. nDCG@10 and Recall@100 per query; a recipe's rows average each query over its seeds;
 differences from the base (and from base + BM25 for hybrids) with paired bootstrap 95 % CIs over queries. Per-query
 scores accumulate in bench/results/quality-rows.json.gz (committed: a finished point is not run again, a point stopped
-after its fine-tuned model was scored scores only its WiSE-FT rows, from the model saved in runs/, and a later
-session's seeds average with it); the table goes to bench/results/quality.json, where a row whose per-query scores are
-not at hand stays as it was.
+after its fine-tuned model was scored scores only its WiSE-FT rows, from the model saved in runs/, a point stopped after
+training is scored from that model, a stopped corpus encoding resumes from the parts kept in runs/quality/vectors/ (mpnet
+takes hours on a large corpus with 2 cores), and a later session's seeds average with it); the table goes to
+bench/results/quality.json, where a row whose per-query scores are not at hand stays as it was.
 """
 import argparse, functools, gzip, json, random, sys, time
 from pathlib import Path
@@ -199,9 +200,9 @@ def interpolate(base, tuned, alpha: float):
     return interpolate_weights(copy.deepcopy(tuned), base.state_dict(), alpha)
 
 
-def scores_of(model, d: dict, bm25: dict) -> dict:
-    "Per-query nDCG@10 and Recall@100 of `model` alone and fused with BM25."
-    dense = dense_ranking(model, d)["ranking"]
+def scores_of(model, d: dict, bm25: dict, cache: Path | None = None) -> dict:
+    "Per-query nDCG@10 and Recall@100 of `model` alone and fused with BM25 (`cache`: where a stopped encoding resumes)."
+    dense = dense_ranking(model, d, cache=cache)["ranking"]
     ids = {q: [i for i, _ in dense[q]] for q in d["queries"]}
     fused = {q: fuse([dense[q], bm25[q]]) for q in d["queries"]}
     out = {}
@@ -227,7 +228,7 @@ def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
     if f.exists(): return load_rows(f)
     from embedtune.train import load_model
     bm = bm25_ranking(d)["ranking"]
-    base = scores_of(load_model(model), d, bm)
+    base = scores_of(load_model(model), d, bm, cache/"vectors")
     out = {"stack": stack(), "bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
            "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
     save_rows(out, f)
@@ -348,22 +349,28 @@ def main():
                     print(f"{domain}: {n - len(pairs)} of {n} questions restate their passage, left out", flush=True)
                 for seed in map(int, a.seeds.split(",")):
                     name = f"{domain}|{recipe}|{coverage}|{seed}"
-                    scored, out = now(name), cache/"models"/name.replace("|", "_")
+                    scored, out, vectors = now(name), cache/"models"/name.replace("|", "_"), cache/"vectors"
                     if scored and (not a.wise or all(now(f"{name}|wise{x}") for x in alphas)): continue
-                    if scored and "lora" not in RECIPES[recipe] and (out/"model.safetensors").exists():  # stopped after scoring it:
+                    saved = "lora" not in RECIPES[recipe] and (out/"model.safetensors").exists()  # (a LoRA folder holds the adapter alone)
+                    if scored and saved:  # stopped after scoring it:
                         model, common = load_model(str(out)), {k: v for k, v in rows[name].items() if k not in ("variant", "scores")}
-                    else:  # (a LoRA folder holds the adapter alone: trained again)
-                        model, secs, used = train(pairs, recipe, seed, out)
-                        common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
-                                  "train_pairs": used, "train_s": secs, "stack": stack()}
-                        rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"])}
+                    else:
+                        trained = out/"trained.json"  # stopped after training, before scoring: the saved model is scored
+                        if saved and trained.exists() and json.loads(trained.read_text())["stack"] == stack():
+                            model, common = load_model(str(out)), json.loads(trained.read_text())
+                        else:
+                            model, secs, used = train(pairs, recipe, seed, out)
+                            common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
+                                      "train_pairs": used, "train_s": secs, "stack": stack()}
+                            trained.write_text(json.dumps(common))
+                        rows[name] = {**common, "variant": "", "scores": scores_of(model, d, fixed_of[domain]["bm25_top"], vectors)}
                         save_rows(rows, rows_file)
                     print(name, "nDCG@10", np.mean(rows[name]["scores"]["dense"]["ndcg@10"]), "base", np.mean(fixed_of[domain]["base"]["ndcg@10"]), flush=True)
                     if a.wise:
                         base = load_model(RECIPES[recipe].get("model"))
                         for alpha in (x for x in alphas if not now(f"{name}|wise{x}")):
                             rows[f"{name}|wise{alpha}"] = {**common, "variant": f"WiSE-FT α={alpha}",
-                                                           "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"])}
+                                                           "scores": scores_of(interpolate(base, model, alpha), d, fixed_of[domain]["bm25_top"], vectors)}
                             save_rows(rows, rows_file)
                     del model; free_memory()
     done = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})}

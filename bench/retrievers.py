@@ -19,7 +19,7 @@ The rule: `embedtune.evaluate.verdict` and the alternatives it was chosen agains
 scores on `--labelled` random queries and judged by the chosen retriever's nDCG@10 on the held-out queries (same splits).
 Results: bench/results/retrievers.json.
 """
-import argparse, gzip, json, random, sys, time
+import argparse, gzip, json, random, shutil, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,13 +39,40 @@ def load_gz(path: Path):
     with gzip.open(path, "rt", encoding="utf-8") as f: return json.load(f)
 
 
-def dense_ranking(model, d: dict, depth: int = 100) -> dict:
+def fingerprint(model, texts: list[str]) -> str:
+    "A key for `model`'s vectors of `texts`: its weights, maximum length and torch version, and the texts."
+    import hashlib, torch
+    h = hashlib.blake2b(f"{type(model).__name__} {model.max_seq_length} {torch.__version__}".encode(), digest_size=16)
+    for name, t in model.state_dict().items(): h.update(name.encode()); h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for x in texts: h.update(x.encode()); h.update(b"\0")
+    return h.hexdigest()
+
+
+def encode_corpus(model, texts: list[str], cache: Path | None = None, part: int = 1024):
+    "Normalised document vectors of `texts`; with `cache`, kept there `part` texts at a time, so a stopped encoding resumes where it was."
+    show = len(texts) > 2000
+    if cache is None: return model.encode_document(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=show)
+    folder = cache/fingerprint(model, texts)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for start in range(0, len(texts), part):
+        f = folder/f"{start:07d}.npy"
+        if not f.exists():
+            v = model.encode_document(texts[start:start + part], batch_size=32, normalize_embeddings=True, show_progress_bar=show)
+            np.save(folder/"part.tmp.npy", v); (folder/"part.tmp.npy").replace(f)  # whole parts only, even if stopped mid-write
+            if show: print(f"encoded {min(start + part, len(texts))} of {len(texts)} (kept in {folder})", flush=True)
+        parts.append(np.load(f))
+    shutil.rmtree(folder)  # done: the parts served only to resume
+    return np.concatenate(parts)
+
+
+def dense_ranking(model, d: dict, depth: int = 100, cache: Path | None = None) -> dict:
     "Top `depth` (ids, cosine) per query for `model` (a sentence-transformers model, or a name `load_model` takes), and the encode time."
     from embedtune.train import load_model
     model = load_model(model) if isinstance(model, str) else model
     dids, qids = list(d["corpus"]), list(d["queries"])
     t = time.time()
-    D = model.encode_document([d["corpus"][i] for i in dids], batch_size=32, normalize_embeddings=True, show_progress_bar=len(dids) > 2000)
+    D = encode_corpus(model, [d["corpus"][i] for i in dids], cache)
     secs = time.time() - t
     Q = model.encode_query([d["queries"][q] for q in qids], batch_size=32, normalize_embeddings=True)
     out = {}
