@@ -356,8 +356,8 @@ def main():
                         model, common = load_model(str(out)), {k: v for k, v in rows[name].items() if k not in ("variant", "scores")}
                     else:
                         trained = out/"trained.json"  # stopped after training, before scoring: the saved model is scored
-                        if saved and trained.exists() and json.loads(trained.read_text())["stack"] == stack():
-                            model, common = load_model(str(out)), json.loads(trained.read_text())
+                        common = json.loads(trained.read_text()) if saved and trained.exists() else {}
+                        if common.get("stack") == stack(): model = load_model(str(out))
                         else:
                             model, secs, used = train(pairs, recipe, seed, out)
                             common = {"domain": domain, "recipe": recipe, "coverage": coverage, "seed": seed, "units": f"{units} of {of}",
