@@ -22,9 +22,9 @@ from .core import OFFLINE_BASE_MODEL, base_model_id, base_model_path, encode_mis
 from .dataset import to_pairs
 
 # %% auto #0
-__all__ = ['load_model', 'matryoshka_dims', 'build_loss', 'SharedVectorsEvaluator', 'ir_evaluator', 'source_ranks', 'round_trip',
-           'mine_negatives', 'training_pairs', 'training_args', 'TerminalProgress', 'interpolate_weights', 'fine_tune',
-           'push_model']
+__all__ = ['load_model', 'matryoshka_dims', 'FrozenGuideLoss', 'build_loss', 'SharedVectorsEvaluator', 'ir_evaluator',
+           'source_ranks', 'round_trip', 'mine_negatives', 'training_pairs', 'training_args', 'TerminalProgress',
+           'interpolate_weights', 'fine_tune', 'push_model']
 
 # %% ../nbs/05_train.ipynb #3a457f04
 def load_model(name:str|None=None, device:str|None=None, max_seq_length:int|None=None) -> SentenceTransformer:
@@ -42,13 +42,34 @@ def matryoshka_dims(dim:int, ladder=(768, 512, 256, 128, 64)) -> list[int]:
     return [dim] + [d for d in ladder if d < dim]
 
 # %% ../nbs/05_train.ipynb #4e38adcb
+class FrozenGuideLoss(GISTEmbedLoss):
+    "`GISTEmbedLoss` whose frozen `guide` embeds a batch once, though `MatryoshkaLoss` asks the loss again for every dimension."
+    def __init__(self, *args, memo_size:int=8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.memo, self.memo_size = {}, memo_size
+
+    def _embed_once(self, embed):
+        "`embed` (the guide's forward) with its sentence vectors remembered by the tokens they were computed from."
+        def remembered(features, **kwargs):
+            key = tuple((k, tuple(v.shape), v.cpu().numpy().tobytes()) for k, v in sorted(features.items()) if torch.is_tensor(v))
+            if key not in self.memo:
+                if len(self.memo) >= self.memo_size: self.memo.pop(next(iter(self.memo)))  # the oldest batch
+                self.memo[key] = embed(features, **kwargs)["sentence_embedding"]
+            return {"sentence_embedding": self.memo[key]}
+        return remembered
+
+    def forward(self, sentence_features, labels):
+        self.guide.forward = self._embed_once(self.guide.forward)
+        try: return super().forward(sentence_features, labels)
+        finally: del self.guide.forward  # the guide's own forward again
+
 def build_loss(model:SentenceTransformer, dims:list[int]|None=None, guide:SentenceTransformer|None=None,
                margins:bool=False) -> torch.nn.Module:
-    "MNRL (or GISTEmbedLoss with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`); MarginMSELoss for `margins`."
+    "MNRL (or `FrozenGuideLoss` with a `guide` model) wrapped in MatryoshkaLoss over `dims` (default: `matryoshka_dims`); MarginMSELoss for `margins`."
     if margins: return MarginMSELoss(model)
     dims = dims or matryoshka_dims(model.get_embedding_dimension())
     gather = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun: every process's questions see the whole step's chunks
-    inner = (GISTEmbedLoss(model, guide, gather_across_devices=gather) if guide is not None
+    inner = (FrozenGuideLoss(model, guide, gather_across_devices=gather) if guide is not None
              else MultipleNegativesRankingLoss(model, gather_across_devices=gather))
     return MatryoshkaLoss(model, inner, matryoshka_dims=dims)
 

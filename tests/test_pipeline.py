@@ -122,7 +122,7 @@ def test_every_training_option_through_an_openai_compatible_server(tmp_path, mon
     m = run.metrics
     assert m["chunking"] == {"chunk_size": 254, "unit": "tokens"}
     t = m["training"]
-    assert (t["negatives"], t["loss"]) == (True, "GISTEmbedLoss") and m["datasets"]["train"]["questions"] == 16
+    assert (t["negatives"], t["loss"]) == (True, "FrozenGuideLoss") and m["datasets"]["train"]["questions"] == 16
     assert 0 < t["train_pairs"] <= 16 - t["round_trip_dropped"] and m["datasets"]["train"]["requests"] == 8
     calls = sum(m["datasets"][split]["requests"] for split in ("train", "val", "test"))
     assert len(stub.requests) == calls > 8 and {r["model"] for r in stub.requests} == {"my-vllm-model"}
