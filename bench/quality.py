@@ -26,7 +26,9 @@ scores accumulate in bench/results/quality-rows.json.gz (committed: a finished p
 after its fine-tuned model was scored scores only its WiSE-FT rows, from the model saved in runs/, a point stopped after
 training is scored from that model, a stopped corpus encoding resumes from the parts kept in runs/quality/vectors/ (mpnet
 takes hours on a large corpus with 2 cores), and a later session's seeds average with it); the table goes to
-bench/results/quality.json, where a row whose per-query scores are not at hand stays as it was.
+bench/results/quality.json, where a row whose per-query scores are not at hand stays as it was. Each domain's untrained
+references (per-query scores; BM25's top 100 takes seconds and is not kept) go to bench/results/quality-fixed/ (committed:
+no later machine ranks a corpus with an untrained model again).
 """
 import argparse, functools, gzip, json, random, sys, time
 from pathlib import Path
@@ -39,6 +41,7 @@ from write_questions import WRITER, read_questions
 
 RESULTS = Path(__file__).parent/"results"/"quality.json"
 ROWS = RESULTS.with_name("quality-rows.json.gz")  # per-query scores of every trained point
+FIXED = RESULTS.with_name("quality-fixed")  # each domain's untrained references, kept: mpnet ranks SciFact's 5,183 abstracts in ~50 min
 RECIPES = {  # fine_tune's arguments; "freeze": the embeddings and the first N transformer layers stay as they are; "lora": a LoRA
     # update of that rank on attention's query and value, merged into the weights after training (written here: transformers 5.24
     # needs peft >= 0.22, which the package index lacks); "teacher": MarginMSE on all-mpnet-base-v2's margins between the positive
@@ -222,17 +225,29 @@ def save_rows(rows: dict, path: Path):
     with gzip.open(path, "wt") as f: json.dump(rows, f)
 
 
+def fixed_name(domain: str, model: str | None = None) -> str:
+    return f"{domain}-fixed{'-' + model if model else ''}.json.gz"
+
+
 def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
-    "Base (MiniLM, or packaged `model`) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once)."
-    f = cache/f"{domain}-fixed{'-' + model if model else ''}.json.gz"
-    if f.exists(): return load_rows(f)
-    from embedtune.train import load_model
+    "Base (MiniLM, or packaged `model`) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once, the scores kept in `FIXED` too)."
+    name = fixed_name(domain, model)
+    if (cache/name).exists(): return load_rows(cache/name)
     bm = bm25_ranking(d)["ranking"]
-    base = scores_of(load_model(model), d, bm, cache/"vectors")
-    out = {"stack": stack(), "bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
-           "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
-    save_rows(out, f)
+    if (FIXED/name).exists(): out = {**load_rows(FIXED/name), "bm25_top": bm}  # BM25 takes seconds: the kept copy leaves its top 100 out
+    else:
+        from embedtune.train import load_model
+        base = scores_of(load_model(model), d, bm, cache/"vectors")
+        out = {"stack": stack(), "bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
+               "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
+        save_rows({k: v for k, v in out.items() if k != "bm25_top"}, FIXED/name)
+    save_rows(out, cache/name)
     return out
+
+
+def kept_fixed(cache: Path, domain: str, model: str | None = None) -> Path | None:
+    "Where `fixed` has `domain`'s references (in `cache`, or kept in `FIXED`), if anywhere."
+    return next((f for f in (cache/fixed_name(domain, model), FIXED/fixed_name(domain, model)) if f.exists()), None)
 
 
 def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: dict | None = None) -> list[dict]:
@@ -375,11 +390,11 @@ def main():
                     del model; free_memory()
     done = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})}
     earlier = done.get("earlier") or {k: v for k, v in done.items() if k in ("protocol", "date", "writing", "rows")}
-    loaded = {dm: load_domain(dm) for dm in DOMAINS if (cache/f"{dm}-fixed.json.gz").exists()}
+    loaded = {dm: load_domain(dm) for dm in DOMAINS if kept_fixed(cache, dm)}
     all_fixed = {dm: fixed(dm, with_queries(d, judged(d)), cache) for dm, d in loaded.items()}
     shown_of = {dm: shown(d) for dm, d in loaded.items()}
     others = {dm: {m: load_rows(f) for m in {s["model"] for s in RECIPES.values() if "model" in s}
-                   if (f := cache/f"{dm}-fixed-{m}.json.gz").exists()} for dm in all_fixed}
+                   if (f := kept_fixed(cache, dm, m))} for dm in all_fixed}
     today = time.strftime("%Y-%m-%d")
     new = [{**r, "date": today} for r in table(rows, all_fixed, others, shown_of)]
     out = {"protocol": __doc__.split("Protocol. ")[1].replace("\n", " ").strip(), "date": today,
