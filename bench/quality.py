@@ -229,25 +229,25 @@ def fixed_name(domain: str, model: str | None = None) -> str:
     return f"{domain}-fixed{'-' + model if model else ''}.json.gz"
 
 
+def kept_fixed(cache: Path, domain: str, model: str | None = None) -> Path | None:
+    "Where `domain`'s references are (in `cache`, or kept in `FIXED`), if anywhere."
+    return next((f for f in (cache/fixed_name(domain, model), FIXED/fixed_name(domain, model)) if f.exists()), None)
+
+
 def fixed(domain: str, d: dict, cache: Path, model: str | None = None) -> dict:
     "Base (MiniLM, or packaged `model`) and BM25 per-query scores on the judged queries, and BM25's top 100 for fusion (computed once, the scores kept in `FIXED` too)."
-    name = fixed_name(domain, model)
-    if (cache/name).exists(): return load_rows(cache/name)
+    f = kept_fixed(cache, domain, model)
+    if f and f.parent == cache: return load_rows(f)
     bm = bm25_ranking(d)["ranking"]
-    if (FIXED/name).exists(): out = {**load_rows(FIXED/name), "bm25_top": bm}  # BM25 takes seconds: the kept copy leaves its top 100 out
+    if f: out = {**load_rows(f), "bm25_top": bm}  # BM25 takes seconds: the kept copy leaves its top 100 out
     else:
         from embedtune.train import load_model
         base = scores_of(load_model(model), d, bm, cache/"vectors")
         out = {"stack": stack(), "bm25_top": bm, "base": base["dense"], "base + BM25": base["+ BM25"],
                "BM25": {k: [round(float(x), 5) for x in v] for k, v in per_query({q: [i for i, _ in bm[q]] for q in d["queries"]}, d).items()}}
-        save_rows({k: v for k, v in out.items() if k != "bm25_top"}, FIXED/name)
-    save_rows(out, cache/name)
+        save_rows({k: v for k, v in out.items() if k != "bm25_top"}, FIXED/fixed_name(domain, model))
+    save_rows(out, cache/fixed_name(domain, model))
     return out
-
-
-def kept_fixed(cache: Path, domain: str, model: str | None = None) -> Path | None:
-    "Where `fixed` has `domain`'s references (in `cache`, or kept in `FIXED`), if anywhere."
-    return next((f for f in (cache/fixed_name(domain, model), FIXED/fixed_name(domain, model)) if f.exists()), None)
 
 
 def table(rows: dict, fixed_of: dict, models_of: dict | None = None, shown_of: dict | None = None) -> list[dict]:
